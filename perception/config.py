@@ -1,0 +1,161 @@
+"""Typed configuration loaded from YAML presets in ``configs/``.
+
+Every section is a frozen dataclass; ``load_config`` checks each key and type against the dataclass and
+raises ``ConfigError`` naming the file, the dotted key and what was expected. Modules never read these
+objects: ``pipeline.build_pipeline`` maps them to constructor arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from perception.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    name: str = "auto"  # auto (by model file suffix), onnxruntime, torch
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS  # onnxruntime: preference order
+    threads: int = 0  # intra-op threads, 0 = one per core
+    device: str = "cpu"  # torch only
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    camera: str | None = None  # camera YAML (intrinsics, distortion); relative paths are from the config file
+    undistort: bool = False  # needs `camera`
+    roi: tuple[int, int, int, int] | None = None  # x, y, w, h in frame pixels; None = whole frame
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    score_threshold: float | None = None  # None: the model contract's threshold
+    iou_threshold: float | None = None  # raw models only (fused models ran NMS in the graph)
+    max_dets: int | None = None
+    class_agnostic: bool = False  # raw models only
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    jsonl: bool = True
+    video: bool = True
+    video_fourcc: str = "mp4v"  # OpenCV's pip wheels write mp4v, not H.264
+    overlay_alpha: float = 0.45
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    queue_size: int = 8  # decoded frames waiting for inference; bounds memory
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model: str | None = None  # None: the shipped default model
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return f"list of {len(args)} {_type_name(args[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against type ``tp`` and convert lists to tuples and mappings to dataclasses."""
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping of {tp.__name__} keys, got {value!r}")
+        return from_dict(tp, value, source, prefix=f"{key}.")
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            if option is not type(None):
+                try:
+                    return _convert(value, option, key, source)
+                except ConfigError:
+                    continue
+        raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {len(value)} values")
+        return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (valid keys here: {', '.join(names)})")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ConfigError(f"{source}: missing key '{prefix}{missing[0]}' (required keys here: {', '.join(required)})")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(path: str | os.PathLike, cls: type[T] = PipelineConfig) -> T:  # type: ignore[assignment]
+    """Load a YAML file into ``cls``. Relative paths inside stay relative to the file (see ``resolve``)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return from_dict(cls, data, str(path))
+
+
+def resolve(path: str | None, config_file: str | os.PathLike | None) -> str | None:
+    """A path from a config file, made relative to that file's folder when it is not absolute."""
+    if path is None or config_file is None or os.path.isabs(path):
+        return path
+    return str(Path(config_file).parent / path)
