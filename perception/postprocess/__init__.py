@@ -1,0 +1,1 @@
+"""Host post-processing: grid decoding and NMS."""
