@@ -1,0 +1,103 @@
+"""Wrap a network so it speaks the model contract: uint8 BGR NHWC in, contract outputs out.
+
+Used by the exporter (the graph that goes into the ONNX file) and by the PyTorch backend (so an
+unexported checkpoint behaves exactly like its export). Cast, colour swap, normalisation and layout
+change happen here, inside the graph, so the host only letterboxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class InputAdapter(nn.Module):
+    """uint8 [N, H, W, 3] in ``input_color`` order → float [N, 3, H, W] RGB, (x/255 - mean) / std."""
+
+    def __init__(
+        self, input_color: str = "BGR", mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ):
+        super().__init__()
+        self.swap = input_color == "BGR"
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)), persistent=False)
+        self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float()
+        if self.swap:
+            x = x.flip(1)
+        return x * self.scale - self.shift
+
+
+def seg_class_ids(seg_logits: torch.Tensor) -> torch.Tensor:
+    """float [N, S, H, W] → uint8 [N, H, W] argmax class ids."""
+    return seg_logits.argmax(1).to(torch.uint8)
+
+
+class RawGraph(nn.Module):
+    """images uint8 [N,H,W,3] → (seg uint8 [N,H,W], cls_s8, box_s8, cls_s16, box_s16, ...) raw maps."""
+
+    def __init__(self, net: nn.Module, input_color: str = "BGR", mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.adapter = InputAdapter(input_color, mean, std)
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net(self.adapter(images))
+        maps: list[torch.Tensor] = []
+        for cls_map, box_map in zip(out.cls_maps, out.box_maps, strict=True):
+            maps += [cls_map, box_map]
+        return (seg_class_ids(out.seg_logits), *maps)
+
+
+def anchor_centers(sizes_hw: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch twin of ``postprocess.decode.anchor_centers``: centres float [A, 2] (x, y), strides float [A]."""
+    centers, per_anchor = [], []
+    for (h, w), s in zip(sizes_hw, strides, strict=True):
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
+        centers.append(torch.stack([(xs.reshape(-1) + 0.5) * s, (ys.reshape(-1) + 0.5) * s], 1))
+        per_anchor.append(torch.full((h * w,), float(s)))
+    return torch.cat(centers), torch.cat(per_anchor)
+
+
+class DecodedGraph(nn.Module):
+    """images → (seg uint8 [N,H,W], boxes float [N,A,4] x1y1x2y2 input pixels, scores float [N,C,A]).
+
+    The exporter appends ONNX NonMaxSuppression to these outputs; scores are [N, C, A] because that is
+    the layout NonMaxSuppression takes. Only the ``ltrb_softplus`` box encoding is implemented here.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        input_size: tuple[int, int],
+        strides: Sequence[int],
+        input_color: str = "BGR",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ):
+        super().__init__()
+        self.adapter = InputAdapter(input_color, mean, std)
+        self.net = net
+        h, w = input_size
+        centers, per_anchor = anchor_centers([(h // s, w // s) for s in strides], strides)
+        self.register_buffer("centers", centers, persistent=False)
+        self.register_buffer("anchor_strides", per_anchor.view(-1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.net(self.adapter(images))
+        n = images.shape[0]
+        cls = torch.cat([m.flatten(2) for m in out.cls_maps], 2)  # [N, C, A]
+        raw = torch.cat([m.flatten(2) for m in out.box_maps], 2).transpose(1, 2)  # [N, A, 4]
+        dist = F.softplus(raw) * self.anchor_strides
+        c = self.centers.unsqueeze(0).expand(n, -1, -1)
+        boxes = torch.cat([c - dist[..., :2], c + dist[..., 2:]], 2)
+        return seg_class_ids(out.seg_logits), boxes, torch.sigmoid(cls)

@@ -1,0 +1,32 @@
+"""The one interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from perception.runtime.contract import ModelContract
+
+
+class Backend(ABC):
+    """Runs a model on a batch of letterboxed frames.
+
+    Attributes:
+        contract: what the model takes and returns; ``contract.format`` says whether ``infer`` returns
+            fused (seg, dets, num_dets) or raw (seg, cls_s*, box_s*) outputs.
+        description: one line for logs and summaries, e.g. "onnxruntime CPUExecutionProvider".
+    """
+
+    contract: ModelContract
+    description: str
+
+    @abstractmethod
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """images uint8 [N, H, W, 3] (contract colour order, H, W = contract.input_size) → outputs by name.
+
+        Output names, dtypes and shapes are those of ``contract.expected_outputs()``.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release device memory or sessions; the default has nothing to release."""
