@@ -1,0 +1,300 @@
+"""The offline loop: decode thread → pipeline (this thread) → writer thread, with timing and accounting.
+
+Decoding, inference and writing overlap: each stage runs in its own thread and hands frames on through
+bounded queues (memory stays bounded; order is kept). Every frame position read from the source ends up
+as exactly one JSONL line, a result or an error record, so results so far stay valid whatever stops the
+run. The run returns a ``RunSummary``; it never raises for a bad frame, only for a source that cannot be
+opened or an output that cannot be written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from perception.pipeline import Pipeline
+from perception.sinks import JsonlSink, VideoSink, ensure_writable_dir, scene_to_json
+from perception.sources import BadFrame, FrameSource
+from perception.types import Frame, SceneResult
+from perception.viz import draw_scene
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "render", "write")  # wall clock, in flow order
+_END = object()
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``problems`` holds one line per thing the user should know (non-zero exit)."""
+
+    source: str
+    backend: str = ""
+    frames_read: int = 0
+    frames_processed: int = 0
+    frames_failed: int = 0
+    expected_frames: int | None = None
+    wall_s: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)  # per-stage median per frame
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "backend": self.backend,
+            "frames_read": self.frames_read,
+            "frames_processed": self.frames_processed,
+            "frames_failed": self.frames_failed,
+            "expected_frames": self.expected_frames,
+            "wall_s": round(self.wall_s, 3),
+            "fps": round(self.fps, 2),
+            "stage_median_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
+            "problems": self.problems,
+            "interrupted": self.interrupted,
+            "outputs": self.outputs,
+        }
+
+    def format(self) -> str:
+        """A few lines for the terminal."""
+        total = f" of {self.expected_frames}" if self.expected_frames else ""
+        lines = [
+            f"{self.source}: {self.frames_processed} frames processed ({self.frames_read}{total} read, "
+            f"{self.frames_failed} failed) in {self.wall_s:.1f} s, {self.fps:.1f} frames/s",
+            "median ms/frame, wall clock: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_ms.items() if not k.endswith("_cpu")),
+            "median ms/frame, CPU of the stage's own thread: "
+            + ", ".join(f"{k[:-4]} {v:.2f}" for k, v in self.stage_ms.items() if k.endswith("_cpu")),
+        ]
+        if self.backend:
+            lines.append(f"backend: {self.backend}")
+        lines += [f"wrote {v}" for v in self.outputs.values()]
+        lines += [f"problem: {p}" for p in self.problems]
+        if self.interrupted:
+            lines.append("interrupted: results up to the last written frame are valid")
+        return "\n".join(lines)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; occasional plain lines when stderr is a file."""
+
+    def __init__(self, total: int | None, stream: TextIO = sys.stderr, enabled: bool = True):
+        self.total = total
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < (0.25 if self.tty else 10.0):
+            return
+        self.last = now
+        elapsed = now - self.start
+        fps = done / elapsed if elapsed > 0 else 0.0
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            eta = (self.total - done) / fps if fps > 0 else 0.0
+            bar = "#" * int(frac * 30)
+            text = f"[{bar:<30}] {done}/{self.total} frames {fps:5.1f} fps ETA {eta:4.0f}s"
+        else:
+            text = f"{done} frames {fps:5.1f} fps"
+        self.stream.write(("\r" + text) if self.tty else (text + "\n"))
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_source(
+    source: FrameSource,
+    pipeline: Pipeline,
+    out_dir: str | Path,
+    *,
+    write_jsonl: bool = True,
+    write_video: bool = True,
+    video_fourcc: str = "mp4v",
+    overlay_alpha: float = 0.45,
+    queue_size: int = 8,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Process every frame of ``source`` and write ``results.jsonl`` / ``annotated.mp4`` / ``summary.json``.
+
+    KeyboardInterrupt stops reading, finishes what is in flight, closes the outputs and returns a
+    summary with ``interrupted`` set.
+    """
+    out = ensure_writable_dir(out_dir)
+    summary = RunSummary(source=source.name, backend=pipeline.backend.description)
+    summary.expected_frames = source.expected_frames
+    if max_frames is not None and source.expected_frames:
+        summary.expected_frames = min(max_frames, source.expected_frames)
+    jsonl = JsonlSink(out / "results.jsonl") if write_jsonl else None
+    video = VideoSink(out / "annotated.mp4", source.fps, video_fourcc) if write_video else None
+    if jsonl:
+        summary.outputs["jsonl"] = str(jsonl.path)
+    if video:
+        summary.outputs["video"] = str(video.path)
+
+    decoded: queue.Queue = queue.Queue(maxsize=queue_size)
+    processed: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()  # stop reading (interrupt, max frames reached, or the writer failed)
+    writer_failed = threading.Event()
+    errors: list[BaseException] = []
+    timings: dict[str, list[float]] = defaultdict(list)
+    bad: list[BadFrame] = []
+
+    def put(q: queue.Queue, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            it = iter(source)
+            while not stop.is_set():
+                if max_frames is not None and summary.frames_read >= max_frames:
+                    break
+                t0 = time.perf_counter()
+                item = next(it, _END)
+                if item is _END:
+                    break
+                summary.frames_read += 1
+                if not put(decoded, (item, (time.perf_counter() - t0) * 1e3)):
+                    return
+        except BaseException as err:  # handed to the main thread, which re-raises it after the drain
+            errors.append(err)
+        finally:
+            decoded.put(_END)
+
+    def write() -> None:
+        try:
+            while True:
+                item = processed.get()
+                if item is _END:
+                    return
+                frame, result, frame_ms = item
+                if isinstance(result, BadFrame):
+                    if jsonl:
+                        jsonl.write({"frame": result.index, "t": round(result.timestamp_s, 6), "error": result.reason})
+                    continue
+                if video:
+                    t0 = time.perf_counter()
+                    video.write(draw_scene(frame.image, result, overlay_alpha))
+                    frame_ms["render"] = (time.perf_counter() - t0) * 1e3
+                t1 = time.perf_counter()
+                if jsonl:
+                    jsonl.write(scene_to_json(result, frame_ms))
+                frame_ms["write"] = (time.perf_counter() - t1) * 1e3
+                for k, v in frame_ms.items():
+                    timings[k].append(v)
+        except BaseException as err:
+            errors.append(err)
+            writer_failed.set()
+            stop.set()
+            while processed.get() is not _END:  # keep the producer from blocking forever
+                pass
+
+    reader = threading.Thread(target=read, name="decode", daemon=True)
+    writer = threading.Thread(target=write, name="write", daemon=True)
+    bar = Progress(summary.expected_frames, enabled=progress)
+    start = time.perf_counter()
+    reader.start()
+    writer.start()
+    stream_hw: tuple[int, int] | None = None
+    try:
+        # A reader error still lets frames decoded before it through; a writer error stops at once.
+        while not writer_failed.is_set():
+            item = decoded.get()
+            if item is _END:
+                break
+            frame, decode_ms = item
+            if isinstance(frame, Frame):
+                if stream_hw is None:
+                    stream_hw = frame.size_hw
+                if frame.size_hw != stream_hw:
+                    frame = BadFrame(
+                        frame.index,
+                        frame.timestamp_s,
+                        frame.source,
+                        f"frame is {frame.size_hw[1]}x{frame.size_hw[0]}, the stream is {stream_hw[1]}x{stream_hw[0]}",
+                    )
+            if isinstance(frame, BadFrame):
+                bad.append(frame)
+                log.warning("%s: frame %d skipped: %s", frame.source, frame.index, frame.reason)
+                put(processed, (None, frame, None))
+                continue
+            result: SceneResult = pipeline(frame)
+            frame_ms = {"decode": decode_ms, **result.timings_ms}
+            put(processed, (frame, result, frame_ms))
+            summary.frames_processed += 1
+            bar.update(summary.frames_processed)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        stop.set()
+    finally:
+        processed.put(_END)
+        writer.join()
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                decoded.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        reader.join()
+        source.close()
+        if video:
+            video.close()
+        if jsonl:
+            jsonl.close()
+        bar.finish()
+    summary.wall_s = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+
+    summary.frames_failed = len(bad)
+    if bad:
+        summary.problems.append(
+            f"{len(bad)} frame(s) skipped; first: frame {bad[0].index} ({bad[0].source}): {bad[0].reason}"
+        )
+    if (
+        not summary.interrupted
+        and summary.expected_frames is not None
+        and summary.frames_read < summary.expected_frames
+    ):
+        summary.problems.append(
+            f"{source.name}: decoding stopped after {summary.frames_read} of {summary.expected_frames} frames "
+            "(file truncated or corrupt); results for the frames read are complete"
+        )
+    order = [k for k in (*STAGES, *(f"{s}_cpu" for s in STAGES)) if k in timings]
+    summary.stage_ms = {s: statistics.median(timings[s]) for s in order}
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    summary.outputs["summary"] = str(out / "summary.json")
+    return summary
