@@ -102,7 +102,7 @@ class Progress:
         self.enabled = enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.start = time.perf_counter()
-        self.last = 0.0
+        self.last = 0.0 if self.tty else self.start  # a log file gets its first line after the interval
 
     def update(self, done: int) -> None:
         if not self.enabled:
@@ -276,9 +276,6 @@ def run_source(
             jsonl.close()
         bar.finish()
     summary.wall_s = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-
     summary.frames_failed = len(bad)
     if bad:
         summary.problems.append(
@@ -286,6 +283,7 @@ def run_source(
         )
     if (
         not summary.interrupted
+        and not errors
         and summary.expected_frames is not None
         and summary.frames_read < summary.expected_frames
     ):
@@ -293,8 +291,12 @@ def run_source(
             f"{source.name}: decoding stopped after {summary.frames_read} of {summary.expected_frames} frames "
             "(file truncated or corrupt); results for the frames read are complete"
         )
+    if errors:
+        summary.problems.append(f"stopped early: {errors[0]}")
     order = [k for k in (*STAGES, *(f"{s}_cpu" for s in STAGES)) if k in timings]
     summary.stage_ms = {s: statistics.median(timings[s]) for s in order}
-    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     summary.outputs["summary"] = str(out / "summary.json")
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    if errors:  # the summary above still records what was done before the failure
+        raise errors[0]
     return summary

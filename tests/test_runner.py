@@ -140,6 +140,8 @@ def test_source_error_mid_stream_keeps_lines_written_so_far(fused_model, tmp_pat
         run_source(source, _pipeline(fused_model), tmp_path, progress=False)
     assert source.closed
     assert [r["frame"] for r in _lines(tmp_path / "results.jsonl")] == list(range(6))
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["frames_processed"] == 6 and saved["problems"] == ["stopped early: fake: camera vanished"]
 
 
 def test_interrupt_closes_outputs_and_flags_summary(fused_model, tmp_path, monkeypatch):

@@ -213,30 +213,29 @@ def _shape_matches(expected: Sequence[Any], found: Sequence[Any]) -> bool:
     return True
 
 
+def _differences(kind: str, expected: Sequence[IOSpec], declared: Sequence[IOSpec]) -> list[str]:
+    """One line per expected tensor that is missing or has another dtype or shape than declared."""
+    found = {name: (dt, shape) for name, dt, shape in declared}
+    problems = []
+    for name, dt, shape in expected:
+        if name not in found:
+            problems.append(f"{kind} '{name}' expected {dt} {_fmt_shape(shape)}, missing (found {sorted(found)})")
+            continue
+        fdt, fshape = found[name]
+        if fdt != dt or not _shape_matches(shape, fshape):
+            problems.append(f"{kind} '{name}' expected {dt} {_fmt_shape(shape)}, found {fdt} {_fmt_shape(fshape)}")
+    return problems
+
+
 def check_model_io(contract: ModelContract, inputs: Sequence[IOSpec], outputs: Sequence[IOSpec], source: str) -> None:
     """Raise ModelError naming every difference between the contract and the model's real I/O.
 
     ``inputs``/``outputs``: (name, dtype, shape) as the model declares them; dynamic dims as str or None.
-    Extra model outputs are allowed (ignored); missing or mismatched ones are not.
+    Extra model outputs are allowed (ignored); missing or mismatched ones are not, nor extra inputs.
     """
-    problems = []
-    found_in = {name: (dt, shape) for name, dt, shape in inputs}
-    for name, dt, shape in contract.expected_inputs():
-        if name not in found_in:
-            problems.append(f"input '{name}' expected {dt} {_fmt_shape(shape)}, found inputs {sorted(found_in)}")
-            continue
-        fdt, fshape = found_in[name]
-        if fdt != dt or not _shape_matches(shape, fshape):
-            problems.append(f"input '{name}' expected {dt} {_fmt_shape(shape)}, found {fdt} {_fmt_shape(fshape)}")
+    problems = _differences("input", contract.expected_inputs(), inputs)
     if len(inputs) != len(contract.expected_inputs()):
         problems.append(f"expected 1 input, found {len(inputs)}: {[n for n, _, _ in inputs]}")
-    found_out = {name: (dt, shape) for name, dt, shape in outputs}
-    for name, dt, shape in contract.expected_outputs():
-        if name not in found_out:
-            problems.append(f"output '{name}' expected {dt} {_fmt_shape(shape)}, missing (found {sorted(found_out)})")
-            continue
-        fdt, fshape = found_out[name]
-        if fdt != dt or not _shape_matches(shape, fshape):
-            problems.append(f"output '{name}' expected {dt} {_fmt_shape(shape)}, found {fdt} {_fmt_shape(fshape)}")
+    problems += _differences("output", contract.expected_outputs(), outputs)
     if problems:
         raise ModelError(f"{source}: model does not match its contract ({contract.format}): " + "; ".join(problems))
