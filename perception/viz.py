@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -19,11 +21,16 @@ DET_COLORS = {
 DET_FALLBACK = [(255, 255, 255), (0, 255, 128), (255, 0, 128)]
 
 
+@functools.lru_cache(maxsize=16)
 def seg_palette(class_names: tuple[str, ...]) -> np.ndarray:
-    """uint8 [256, 1, 3] BGR colour per class id, a cv2.LUT table; class 0 (background) stays black."""
+    """uint8 [256, 1, 3] BGR colour per class id, a cv2.LUT table; class 0 (background) stays black.
+
+    Built once per class list (every frame asks for it); read-only because the cache shares it.
+    """
     palette = np.zeros((256, 1, 3), np.uint8)
     for i, name in enumerate(class_names[1:], start=1):
         palette[i, 0] = SEG_COLORS.get(name, SEG_FALLBACK[i % len(SEG_FALLBACK)])
+    palette.flags.writeable = False
     return palette
 
 

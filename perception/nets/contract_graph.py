@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from perception.postprocess.decode import anchor_centers
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -56,18 +58,6 @@ class RawGraph(nn.Module):
         return (seg_class_ids(out.seg_logits), *maps)
 
 
-def anchor_centers(sizes_hw: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Torch twin of ``postprocess.decode.anchor_centers``: centres float [A, 2] (x, y), strides float [A]."""
-    centers, per_anchor = [], []
-    for (h, w), s in zip(sizes_hw, strides, strict=True):
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
-        )
-        centers.append(torch.stack([(xs.reshape(-1) + 0.5) * s, (ys.reshape(-1) + 0.5) * s], 1))
-        per_anchor.append(torch.full((h * w,), float(s)))
-    return torch.cat(centers), torch.cat(per_anchor)
-
-
 class DecodedGraph(nn.Module):
     """images → (seg uint8 [N,H,W], boxes float [N,A,4] x1y1x2y2 input pixels, scores float [N,C,A]).
 
@@ -88,9 +78,10 @@ class DecodedGraph(nn.Module):
         self.adapter = InputAdapter(input_color, mean, std)
         self.net = net
         h, w = input_size
+        # The host decoder's anchors, so the graph and host decoding cannot drift apart.
         centers, per_anchor = anchor_centers([(h // s, w // s) for s in strides], strides)
-        self.register_buffer("centers", centers, persistent=False)
-        self.register_buffer("anchor_strides", per_anchor.view(-1, 1), persistent=False)
+        self.register_buffer("centers", torch.from_numpy(centers), persistent=False)
+        self.register_buffer("anchor_strides", torch.from_numpy(per_anchor).view(-1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.net(self.adapter(images))

@@ -28,5 +28,11 @@ class Backend(ABC):
         Output names, dtypes and shapes are those of ``contract.expected_outputs()``.
         """
 
+    def check_images(self, images: np.ndarray) -> None:
+        """Raise ValueError unless ``images`` is uint8 [N, H, W, 3] at the contract's input size."""
+        h, w = self.contract.input_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
+            raise ValueError(f"images must be uint8 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release device memory or sessions; the default has nothing to release."""

@@ -129,8 +129,6 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [name for name, _, _ in self.contract.expected_outputs()]
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        h, w = self.contract.input_size
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
-            raise ValueError(f"images must be uint8 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
+        self.check_images(images)
         outputs = self.session.run(self._output_names, {self.contract.input_name: images})
         return dict(zip(self._output_names, outputs, strict=True))

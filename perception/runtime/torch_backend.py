@@ -66,9 +66,7 @@ class TorchBackend(Backend):
         log.info("%s: running on %s", self.path.name, self.description)
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        h, w = self.contract.input_size
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
-            raise ValueError(f"images must be uint8 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
+        self.check_images(images)
         with self._torch.inference_mode():
             outs = self.graph(self._torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
         return {name: t.cpu().numpy() for name, t in zip(self._names, outs, strict=True)}
