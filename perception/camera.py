@@ -8,6 +8,9 @@ fusion (ground-plane geometry). Camera YAML::
     camera_matrix: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]
     dist_coeffs: [k1, k2, p1, p2, k3]  # OpenCV order; 4, 5, 8, 12 or 14 values
     mounting: {height_m: 1.3, pitch_deg: 0.0, yaw_deg: 0.0, roll_deg: 0.0}
+
+Ground geometry uses the vehicle frame of ISO 8855: x forward, y left, z up, in metres, origin on the
+ground plane below the camera. The camera frame is OpenCV's: x right, y down, z along the optical axis.
 """
 
 from __future__ import annotations
@@ -84,6 +87,71 @@ class CameraModel:
         k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
         k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
         return replace(self, image_size=(width, height), camera_matrix=tuple(tuple(r) for r in k.tolist()))
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """float64 [3, 3] R with p_cam = R @ (p_vehicle - [0, 0, height_m]).
+
+        Yaw turns the camera left, then pitch tilts it down, then roll turns the image clockwise as seen
+        by the viewer (all in degrees, all about the camera's own axes).
+        """
+        m = self.mounting
+        # Vehicle axes to an unrotated camera looking forward: cam x = -y, cam y = -z, cam z = x.
+        base = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+        yaw, pitch, roll = np.radians([m.yaw_deg, m.pitch_deg, m.roll_deg])
+        cy, sy = np.cos(yaw), np.sin(yaw)
+        cp, sp = np.cos(pitch), np.sin(pitch)
+        cr, sr = np.cos(roll), np.sin(roll)
+        r_yaw = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+        r_pitch = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+        r_roll = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+        return r_roll @ r_pitch @ r_yaw @ base
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        """float64 [N, 3] vehicle-frame points (m) -> [N, 3] camera-frame points (m)."""
+        p = np.asarray(points, np.float64).reshape(-1, 3) - (0.0, 0.0, self.mounting.height_m)
+        return p @ self.rotation.T
+
+    def project(self, points: np.ndarray, distort: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Vehicle-frame points [N, 3] (m) -> (pixels float64 [N, 2] x, y; depth float64 [N] in m).
+
+        Points with depth <= 0 lie behind the camera and their pixels are meaningless (check depth).
+        ``distort`` applies the lens distortion (pixels as a real, distorting lens would record them).
+        """
+        pc = self.to_camera(points)
+        depth = pc[:, 2]
+        z = np.where(np.abs(depth) < 1e-9, 1e-9, depth)
+        xn, yn = pc[:, 0] / z, pc[:, 1] / z
+        if distort and len(self.dist_coeffs):
+            import cv2
+
+            norm = np.stack([xn, yn, np.ones_like(xn)], 1)
+            uv, _ = cv2.projectPoints(norm, np.zeros(3), np.zeros(3), self.K, self.D)
+            return uv.reshape(-1, 2), depth
+        k = self.K
+        return np.stack([k[0, 0] * xn + k[0, 2], k[1, 1] * yn + k[1, 2]], 1), depth
+
+    def ground_to_image(self) -> np.ndarray:
+        """float64 [3, 3] homography H: [u, v, 1] ~ H @ [x, y, 1] for ground points (z = 0) in metres."""
+        r = self.rotation
+        t = -r @ np.array([0.0, 0.0, self.mounting.height_m])
+        return self.K @ np.column_stack([r[:, 0], r[:, 1], t])
+
+    def image_to_ground(self, pixels: np.ndarray) -> np.ndarray:
+        """Undistorted pixels [N, 2] -> ground points [N, 2] (x forward, y left, m); NaN above the horizon."""
+        uv = np.asarray(pixels, np.float64).reshape(-1, 2)
+        g = np.linalg.solve(self.ground_to_image(), np.column_stack([uv, np.ones(len(uv))]).T).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = g[:, :2] / g[:, 2:3]
+        xy[(g[:, 2] <= 0) | (xy[:, 0] <= 0)] = np.nan  # a ray that never meets the ground ahead
+        return xy
+
+    def horizon_y(self, x: float | None = None) -> float:
+        """Image row of the horizon (vanishing line of the ground plane) at column x (default: centre)."""
+        x = (self.image_size[0] - 1) / 2 if x is None else x
+        # The horizon is the image of ground directions at infinity: the line l = H^-T [0, 0, 1].
+        line = np.linalg.inv(self.ground_to_image()).T @ np.array([0.0, 0.0, 1.0])
+        return float(-(line[0] * x + line[2]) / line[1])
 
     def to_dict(self) -> dict:
         return {
