@@ -16,6 +16,13 @@ from perception.data.sample import DatasetError
 BAD_BOXES = ("error", "drop")
 
 
+def check_bad_boxes(bad_boxes: str) -> str:
+    """``bad_boxes`` itself when it is one of ``BAD_BOXES`` ("error", "drop"); ValueError listing them otherwise."""
+    if bad_boxes not in BAD_BOXES:
+        raise ValueError(f"bad_boxes must be one of {list(BAD_BOXES)}, got {bad_boxes!r}")
+    return bad_boxes
+
+
 def sanitize_boxes(
     boxes: np.ndarray,
     labels: np.ndarray,
@@ -33,8 +40,7 @@ def sanitize_boxes(
     Returns:
         (boxes float32 [M, 4], labels int64 [M], ignore bool [M], number dropped).
     """
-    if bad_boxes not in BAD_BOXES:
-        raise ValueError(f"bad_boxes must be one of {list(BAD_BOXES)}, got {bad_boxes!r}")
+    check_bad_boxes(bad_boxes)
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     finite = np.isfinite(b).all(1)
     clipped = np.empty_like(b)

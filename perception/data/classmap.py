@@ -88,6 +88,21 @@ class ClassMap:
     def det_source_classes(self) -> list[str | int]:
         return list(self._det)
 
+    def det_label_values(self) -> dict[int, int]:
+        """``det.classes`` of a map whose keys are mask label values -> {label value (int 0..65535): det id}.
+
+        For datasets whose boxes come from label or instance masks (CamVid, Cityscapes). Raises ConfigError
+        naming the class map when a key is not an integer 0..65535 (e.g. a class name).
+        """
+        values: dict[int, int] = {}
+        for source, cid in self.det_classes_map:
+            if isinstance(source, bool) or not isinstance(source, int) or not 0 <= source <= 65535:
+                raise ConfigError(
+                    f"{self.source}: det.classes key {source!r} must be a label value (an integer) for this dataset"
+                )
+            values[source] = cid
+        return values
+
 
 def class_map_from_dict(data: dict, source: str = "<dict>") -> ClassMap:
     """Build a ClassMap from the YAML schema in the module docstring; ConfigError names source and key."""

@@ -1,0 +1,126 @@
+"""CamVid (the SegNet 11-class version): road-scene frames with semantic masks; boxes derived from the masks.
+
+Layout (as at ../shared/data/camvid)::
+
+    root/train/*.png    root/trainannot/*.png    one-channel labels with the image's file name
+    root/val/*.png      root/valannot/*.png
+
+Any ``<split>/`` folder with a ``<split>annot/`` folder beside it is a split; the upstream test split is
+deliberately absent there, so ``split="test"`` raises ``DatasetError`` listing the splits found.
+
+Label values: 0 Sky, 1 Building, 2 Pole, 3 Road, 4 Pavement, 5 Tree, 6 SignSymbol, 7 Fence, 8 Car,
+9 Pedestrian, 10 Bicyclist, 11 Unlabelled. ``configs/datasets/camvid.yaml`` maps Road to drivable,
+Unlabelled to ``IGNORE`` and every other listed value to background; a value it does not list is an
+error naming the mask file.
+
+Lanes: paint is labelled Road in this version, so samples carry ``lane_labelled=False`` (lane supervision
+missing on these frames, not "no lane here").
+
+Boxes: CamVid has none. They are derived from the 8-connected components of each object class in the
+raw label mask (``boxes_from_class_mask``); components smaller than ``min_area`` pixels are dropped.
+Caveat: a semantic mask does not separate touching objects of one class, so a row of parked cars or a
+group of pedestrians becomes ONE box; these boxes undercount crowded scenes. Every sample says so in
+``meta["boxes_from"]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from perception.data.base import Dataset
+from perception.data.boxes import boxes_from_class_mask, check_bad_boxes, sanitize_boxes
+from perception.data.classmap import ClassMap, load_class_map
+from perception.data.io import check_same_size, list_images, read_image, read_label
+from perception.data.sample import DatasetError, Sample
+
+COMPONENT_BOXES = "connected components of the class mask: touching objects of one class merge into one box"
+
+
+class CamVidDataset(Dataset):
+    """CamVid frames with masks mapped to the project classes and mask-derived boxes.
+
+    Args:
+        root: folder holding ``<split>/`` and ``<split>annot/``.
+        split: "train" or "val" (any split present on disk).
+        class_map: source values -> project classes; None loads ``configs/datasets/camvid.yaml``. Its
+            ``det.classes`` keys are mask values (integers).
+        bad_boxes: "error" or "drop" for boxes with no area inside the image (cannot happen for boxes
+            derived from a mask of the image's size; kept for the common loader signature).
+        min_area: connected components with fewer pixels give no box (default 20 px: label specks).
+
+    Samples: image uint8 [H, W, 3] BGR; seg uint8 [H, W]; boxes float32 [N, 4] xyxy pixels, exclusive
+    x2/y2, ordered by class then component; ignore all False. ``meta`` holds ``image_path``,
+    ``mask_path`` and ``boxes_from`` (the merge caveat).
+    """
+
+    kind = "camvid"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        class_map: ClassMap | None = None,
+        bad_boxes: str = "error",
+        min_area: int = 20,
+    ):
+        class_map = class_map if class_map is not None else load_class_map(self.kind)
+        super().__init__(root, class_map.seg_classes, class_map.det_classes)
+        self.class_map = class_map
+        self.split = split
+        self.bad_boxes = check_bad_boxes(bad_boxes)
+        if min_area < 1:
+            raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
+        self.min_area = int(min_area)
+        self.det_values = class_map.det_label_values()
+        self.dropped_boxes = 0
+
+        base = Path(root)
+        if not base.is_dir():
+            raise DatasetError(f"{base}: CamVid root folder not found")
+        splits = camvid_splits(base)
+        if split not in splits:
+            raise DatasetError(
+                f"{base}: no CamVid split {split!r} (splits found: {splits}; a split is a <name>/ folder "
+                "with a <name>annot/ label folder beside it)"
+            )
+        self.image_dir = base / split
+        self.mask_dir = base / f"{split}annot"
+        self.files = [p.name for p in list_images(self.image_dir, (".png",), recursive=False)]
+        if not self.files:
+            raise DatasetError(f"{self.image_dir}: no .png images in this CamVid split")
+        self.names = [f"{split}/{name}" for name in self.files]
+
+    def load(self, index: int) -> Sample:
+        image_path = self.image_dir / self.files[index]
+        mask_path = self.mask_dir / self.files[index]
+        image = read_image(image_path)
+        raw = read_label(mask_path)
+        check_same_size(raw, mask_path, image, image_path)
+        seg = self.class_map.map_seg(raw, str(mask_path))
+        h, w = raw.shape
+        boxes, labels, _ = boxes_from_class_mask(raw, self.det_values, self.min_area)
+        boxes, labels, ignore, dropped = sanitize_boxes(
+            boxes, labels, np.zeros(len(boxes), bool), w, h, str(mask_path), self.bad_boxes
+        )
+        self.dropped_boxes += dropped
+        return Sample(
+            image=image,
+            name=self.names[index],
+            seg=seg,
+            lane_labelled=self.class_map.lane_labelled,
+            boxes=boxes,
+            labels=labels,
+            ignore=ignore,
+            meta={"image_path": str(image_path), "mask_path": str(mask_path), "boxes_from": COMPONENT_BOXES},
+        )
+
+    def __repr__(self) -> str:
+        return f"CamVidDataset(root={self.root!r}, split={self.split!r}, samples={len(self)})"
+
+
+def camvid_splits(root: Path) -> list[str]:
+    """Names of the ``<split>/`` folders in ``root`` that have a ``<split>annot/`` folder beside them."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (root / f"{p.name}annot").is_dir())
