@@ -127,9 +127,22 @@ class CameraModel:
 
             norm = np.stack([xn, yn, np.ones_like(xn)], 1)
             uv, _ = cv2.projectPoints(norm, np.zeros(3), np.zeros(3), self.K, self.D)
-            return uv.reshape(-1, 2), depth
+            uv = uv.reshape(-1, 2)
+            # Past the radius where the radial polynomial stops growing, the model folds far-off rays back
+            # into the image; such points are not seen by this lens, so they get NaN pixels.
+            uv[np.hypot(xn, yn) > self.max_distortion_radius()] = np.nan
+            return uv, depth
         k = self.K
         return np.stack([k[0, 0] * xn + k[0, 2], k[1, 1] * yn + k[1, 2]], 1), depth
+
+    def max_distortion_radius(self) -> float:
+        """Normalised radius up to which the radial distortion r (1 + k1 r^2 + k2 r^4 + k3 r^6) increases."""
+        d = list(self.dist_coeffs) + [0.0] * 5
+        k1, k2, k3 = d[0], d[1], d[4]
+        r = np.linspace(0.0, 4.0, 4001)
+        grow = 1 + 3 * k1 * r**2 + 5 * k2 * r**4 + 7 * k3 * r**6  # d/dr of r * (1 + k1 r^2 + ...)
+        bad = np.flatnonzero(grow <= 0)
+        return float(r[bad[0]]) if len(bad) else float("inf")
 
     def ground_to_image(self) -> np.ndarray:
         """float64 [3, 3] homography H: [u, v, 1] ~ H @ [x, y, 1] for ground points (z = 0) in metres."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from perception import __version__
 from perception.config import PipelineConfig, load_config
-from perception.errors import ConfigError, PerceptionError
+from perception.errors import ConfigError, OutputError, PerceptionError
 
 log = logging.getLogger("perception")
 
@@ -112,6 +112,77 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from perception.data.registry import build_dataset, parse_data_spec
+    from perception.data.stats import dataset_stats
+
+    kind, root = parse_data_spec(args.spec)
+    dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map, bad_boxes=args.bad_boxes)
+    stats = dataset_stats(dataset, on_error=args.on_error)
+    print(stats.format())
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+        except OSError as err:
+            raise OutputError(f"{args.json}: cannot write ({err.strerror or err})") from err
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"size needs WIDTHxHEIGHT, e.g. 640x360, got {text!r}") from err
+    if w < 64 or h < 48:
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is too small (at least 64x48)")
+    return w, h
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    import cv2
+
+    from perception.data.folder import FolderDataset
+    from perception.data.overlay import montage
+    from perception.data.synth.generate import SynthOptions, write_synth_dataset
+    from perception.sinks import ensure_writable_dir
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise OutputError(f"{out}: folder is not empty (pass --overwrite to write into it anyway)")
+    ensure_writable_dir(out)
+    cv2.setNumThreads(1)  # parallelism comes from --workers processes
+    opts = SynthOptions(size=args.size, density=args.density, night_p=args.night, weather_p=args.weather)
+    workers = args.workers or os.cpu_count() or 1
+    report = write_synth_dataset(
+        out,
+        args.n,
+        seed=args.seed,
+        val_fraction=args.val,
+        clips=args.clips,
+        clip_frames=args.clip_frames,
+        fps=args.fps,
+        opts=opts,
+        workers=workers,
+        progress=not args.quiet,
+    )
+    picks = []
+    for split, k in (("train", 8), ("val", 2), ("clips", 2)):
+        if report["counts"].get(split):
+            ds = FolderDataset(out, split)
+            step = max(1, len(ds) // k)
+            picks += [ds[i] for i in range(0, len(ds), step)[:k]]
+    if picks:
+        cv2.imwrite(str(out / "montage.png"), montage(picks, cols=4, tile_width=400))
+    report.update(workers=workers, cores=os.cpu_count(), size=list(args.size), seed=args.seed)
+    (out / "synth_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    counts = ", ".join(f"{split} {c['images']}" for split, c in report["counts"].items())
+    print(
+        f"wrote {report['frames']} frames ({counts}) to {out} in {report['seconds']} s: "
+        f"{report['fps']} frames/s with {workers} worker(s) on {os.cpu_count()} cores; montage: {out / 'montage.png'}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
@@ -142,6 +213,48 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model")
     inspect.add_argument("--backend", choices=["auto", "onnxruntime", "torch"])
     inspect.set_defaults(func=cmd_inspect)
+
+    synth = sub.add_parser("synth", parents=[common], help="render a synthetic driving dataset with exact labels")
+    synth.add_argument("--n", type=int, default=200, help="independent frames (default 200)")
+    synth.add_argument("--out", required=True, help="output folder (images, masks, COCO JSON, YOLO txt)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same dataset (default 0)")
+    synth.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+    synth.add_argument("--val", type=float, default=0.1, help="fraction of frames in the val split (default 0.1)")
+    synth.add_argument("--clips", type=int, default=0, help="temporally coherent clips to add (default 0)")
+    synth.add_argument("--clip-frames", type=int, default=60, help="frames per clip (default 60)")
+    synth.add_argument("--fps", type=float, default=10.0, help="clip frame rate (default 10)")
+    synth.add_argument("--density", type=float, default=1.0, help="traffic and clutter multiplier (default 1)")
+    synth.add_argument("--night", type=float, default=0.15, help="probability of a night frame (default 0.15)")
+    synth.add_argument("--weather", type=float, default=0.2, help="probability of rain or fog (default 0.2)")
+    synth.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
+    synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    synth.set_defaults(func=cmd_synth)
+
+    data = sub.add_parser("data", parents=[common], help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    stats = data_sub.add_parser(
+        "stats", parents=[common], help="count samples, masks, boxes per class and pixel fractions of a dataset"
+    )
+    stats.add_argument(
+        "spec",
+        help="KIND:PATH, e.g. camvid:../shared/data/camvid (kinds: camvid, cityscapes, bdd100k, coco, yolo, synthetic)",
+    )
+    stats.add_argument("--split", default="train", help="dataset split (default: train)")
+    stats.add_argument("--class-map", help="class-map YAML (default: configs/datasets/<kind>.yaml)")
+    stats.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="a broken sample stops the run (raise, default) or is counted and skipped (skip)",
+    )
+    stats.add_argument(
+        "--bad-boxes",
+        choices=["error", "drop"],
+        default="error",
+        help="boxes with no area inside the image: error (default) or drop and count",
+    )
+    stats.add_argument("--json", help="also write the numbers to this JSON file")
+    stats.set_defaults(func=cmd_data_stats)
     return parser
 
 
