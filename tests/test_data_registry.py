@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_data_camvid import make_camvid
@@ -82,3 +83,14 @@ def test_other_kinds_build_when_installed(kind, tmp_path):
     assert issubclass(cls, Dataset) and cls.__name__ == DATASET_KINDS[kind][1]
     with pytest.raises(DatasetError, match="nowhere"):  # every loader names a missing root
         build_dataset(kind, tmp_path / "nowhere")
+
+
+def test_every_builtin_class_map_ships_with_the_package():
+    """`pip install .` copies configs/datasets/*.yaml to share/; a new class map must be listed there too."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    data_files = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    shipped = set(data_files["share/perception/configs/datasets"])
+    on_disk = {f"configs/datasets/{p.name}" for p in (repo / "configs" / "datasets").glob("*.yaml")}
+    assert shipped == on_disk

@@ -19,6 +19,7 @@ unless ``default`` / ``unmapped: drop`` says what to do with it: never a silent 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,11 @@ import yaml
 from perception.data.sample import DET_CLASSES, IGNORE, SEG_CLASSES, DatasetError
 from perception.errors import ConfigError
 
-REPO_CLASS_MAPS = Path(__file__).resolve().parents[2] / "configs" / "datasets"
+# Built-in class maps: configs/datasets/ of this checkout, else the copy `pip install .` puts in share/.
+CLASS_MAP_DIRS = (
+    Path(__file__).resolve().parents[2] / "configs" / "datasets",
+    Path(sys.prefix) / "share" / "perception" / "configs" / "datasets",
+)
 
 
 @dataclass(frozen=True)
@@ -163,10 +168,11 @@ def class_map_from_dict(data: dict, source: str = "<dict>") -> ClassMap:
 
 
 def load_class_map(path: str | os.PathLike) -> ClassMap:
-    """Read a class-map YAML; a bare name (``camvid``) means ``configs/datasets/<name>.yaml`` in the repo."""
+    """Read a class-map YAML; a bare name (``camvid``) means the built-in ``configs/datasets/<name>.yaml``."""
     p = Path(path)
     if not p.suffix and not p.exists():
-        p = REPO_CLASS_MAPS / f"{p.name}.yaml"
+        found = [d / f"{p.name}.yaml" for d in CLASS_MAP_DIRS if (d / f"{p.name}.yaml").is_file()]
+        p = found[0] if found else CLASS_MAP_DIRS[0] / f"{p.name}.yaml"
     try:
         data = yaml.safe_load(p.read_text())
     except OSError as err:
