@@ -11,6 +11,7 @@ from test_data_camvid import make_camvid
 
 from perception.cli import main
 from perception.data.base import Dataset
+from perception.data.classmap import ClassMap
 from perception.data.registry import build_dataset
 from perception.data.sample import IGNORE, DatasetError, Sample
 from perception.data.stats import dataset_stats
@@ -49,10 +50,11 @@ class _Fake(Dataset):
 
     kind = "fake"
 
-    def __init__(self):
-        super().__init__("mem", det_classes=("car", "pedestrian"))
+    def __init__(self, root):
+        super().__init__(root, class_map=ClassMap(det_classes=("car", "pedestrian")))
         self.names = ["a", "b", "c"]
-        self.dropped_boxes = 4
+        self._record_dropped(0, 4)
+        self._record_dropped(0, 4)  # the same sample again: counted once
 
     def load(self, i):
         image = np.zeros((2, 3, 3), np.uint8)
@@ -66,10 +68,10 @@ class _Fake(Dataset):
         raise DatasetError("c.png: cannot decode image")
 
 
-def test_stats_counts_ignore_invalid_and_skips():
+def test_stats_counts_ignore_invalid_and_skips(tmp_path):
     with pytest.raises(DatasetError, match="c.png"):
-        dataset_stats(_Fake())
-    st = dataset_stats(_Fake(), on_error="skip")
+        dataset_stats(_Fake(tmp_path))
+    st = dataset_stats(_Fake(tmp_path), on_error="skip")
     assert (st.listed, st.samples, st.with_seg, st.lane_labelled, st.with_boxes) == (3, 2, 1, 1, 1)
     assert st.boxes_per_class == {"car": 0, "pedestrian": 2, "id 5": 1}
     assert st.ignored_per_class == {"car": 0, "pedestrian": 1, "id 5": 0}

@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.data.base import Dataset
-from perception.data.boxes import check_bad_boxes, sanitize_boxes
-from perception.data.classmap import ClassMap, load_class_map
+from perception.data.base import Dataset, find_split_dir
+from perception.data.boxes import sanitize_boxes
+from perception.data.classmap import ClassMap
 from perception.data.io import check_same_size, list_images, read_image, read_json, read_label
 from perception.data.sample import IGNORE, DatasetError, Sample
 from perception.errors import ConfigError
@@ -95,6 +95,7 @@ class Bdd100kDataset(Dataset):
     """
 
     kind = "bdd100k"
+    title = "BDD100K"
 
     def __init__(
         self,
@@ -104,29 +105,16 @@ class Bdd100kDataset(Dataset):
         bad_boxes: str = "error",
         lane_categories: Sequence[str] | None = None,
     ):
-        class_map = class_map if class_map is not None else load_class_map(self.kind)
-        super().__init__(root, class_map.seg_classes, class_map.det_classes)
-        self.class_map = class_map
-        self.split = split
-        self.bad_boxes = check_bad_boxes(bad_boxes)
+        super().__init__(root, split, class_map, bad_boxes)
         if lane_categories is None:
             lane_categories = LANE_CATEGORIES
         unknown = [c for c in lane_categories if c not in LANE_CATEGORIES]
         if unknown:
             raise ValueError(f"unknown lane categories {unknown} (valid: {list(LANE_CATEGORIES)})")
         self.lane_categories = tuple(LANE_CATEGORIES.index(c) for c in lane_categories)
-        self.dropped_boxes = 0
 
         base = Path(root)
-        if not base.is_dir():
-            raise DatasetError(f"{base}: BDD100K root folder not found")
-        images_root = base / "images" / "100k"
-        if not images_root.is_dir():
-            raise DatasetError(f"{images_root}: folder not found (expected BDD100K's images/100k/<split>/)")
-        splits = sorted(p.name for p in images_root.iterdir() if p.is_dir())
-        if split not in splits:
-            raise DatasetError(f"{images_root}: no split {split!r} (splits found: {splits})")
-        self.image_dir = images_root / split
+        self.image_dir = find_split_dir(base / "images" / "100k", split, "BDD100K's images/100k/<split>/")
         self.files = [p.name for p in list_images(self.image_dir, IMAGE_SUFFIXES, recursive=False)]
         if not self.files:
             raise DatasetError(f"{self.image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -136,10 +124,10 @@ class Bdd100kDataset(Dataset):
         self.frames = read_det_json(self.det_json) if self.det_json.exists() else None
         self.drivable_dir = base / "labels" / "drivable" / "masks" / split
         self.lane_dir = base / "labels" / "lane" / "masks" / split
-        self.lane_id = class_map.seg_classes.index("lane") if "lane" in class_map.seg_classes else None
+        self.lane_id = self.seg_classes.index("lane") if "lane" in self.seg_classes else None
         if self.lane_id is None and self.lane_dir.is_dir():
             raise ConfigError(
-                f"{class_map.source}: seg_classes {list(class_map.seg_classes)} have no 'lane' class for the "
+                f"{self.class_map.source}: seg_classes {list(self.seg_classes)} have no 'lane' class for the "
                 f"lane masks in {self.lane_dir}"
             )
 
@@ -171,7 +159,7 @@ class Bdd100kDataset(Dataset):
             boxes, labels, ignore, dropped = sanitize_boxes(
                 boxes, labels, ignore, w, h, f"{self.det_json} (image {fname})", self.bad_boxes
             )
-            self.dropped_boxes += dropped
+            self._record_dropped(index, dropped)
         return Sample(
             image=image,
             name=self.names[index],
@@ -227,9 +215,6 @@ class Bdd100kDataset(Dataset):
             np.array(labels, np.int64),
             np.array(ignore, bool),
         )
-
-    def __repr__(self) -> str:
-        return f"Bdd100kDataset(root={self.root!r}, split={self.split!r}, samples={len(self)})"
 
 
 def read_det_json(path: Path) -> dict[str, list | None]:

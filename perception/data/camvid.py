@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from perception.data.base import Dataset
-from perception.data.boxes import boxes_from_class_mask, check_bad_boxes, sanitize_boxes
-from perception.data.classmap import ClassMap, load_class_map
+from perception.data.boxes import boxes_from_class_mask, sanitize_boxes
+from perception.data.classmap import ClassMap
 from perception.data.io import check_same_size, list_images, read_image, read_label
 from perception.data.sample import DatasetError, Sample
 
@@ -57,6 +57,7 @@ class CamVidDataset(Dataset):
     """
 
     kind = "camvid"
+    title = "CamVid"
 
     def __init__(
         self,
@@ -66,20 +67,13 @@ class CamVidDataset(Dataset):
         bad_boxes: str = "error",
         min_area: int = 20,
     ):
-        class_map = class_map if class_map is not None else load_class_map(self.kind)
-        super().__init__(root, class_map.seg_classes, class_map.det_classes)
-        self.class_map = class_map
-        self.split = split
-        self.bad_boxes = check_bad_boxes(bad_boxes)
+        super().__init__(root, split, class_map, bad_boxes)
         if min_area < 1:
             raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
         self.min_area = int(min_area)
-        self.det_values = class_map.det_label_values()
-        self.dropped_boxes = 0
+        self.det_values = self.class_map.det_label_values()
 
         base = Path(root)
-        if not base.is_dir():
-            raise DatasetError(f"{base}: CamVid root folder not found")
         splits = camvid_splits(base)
         if split not in splits:
             raise DatasetError(
@@ -105,7 +99,7 @@ class CamVidDataset(Dataset):
         boxes, labels, ignore, dropped = sanitize_boxes(
             boxes, labels, np.zeros(len(boxes), bool), w, h, str(mask_path), self.bad_boxes
         )
-        self.dropped_boxes += dropped
+        self._record_dropped(index, dropped)
         return Sample(
             image=image,
             name=self.names[index],
@@ -116,9 +110,6 @@ class CamVidDataset(Dataset):
             ignore=ignore,
             meta={"image_path": str(image_path), "mask_path": str(mask_path), "boxes_from": COMPONENT_BOXES},
         )
-
-    def __repr__(self) -> str:
-        return f"CamVidDataset(root={self.root!r}, split={self.split!r}, samples={len(self)})"
 
 
 def camvid_splits(root: Path) -> list[str]:

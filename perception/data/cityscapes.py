@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.data.base import Dataset
-from perception.data.boxes import boxes_from_class_mask, boxes_from_instance_mask, check_bad_boxes, sanitize_boxes
-from perception.data.classmap import ClassMap, load_class_map
+from perception.data.base import Dataset, find_split_dir
+from perception.data.boxes import boxes_from_class_mask, boxes_from_instance_mask, sanitize_boxes
+from perception.data.classmap import ClassMap
 from perception.data.io import check_same_size, read_image, read_label
 from perception.data.sample import DatasetError, Sample
 
@@ -76,6 +76,7 @@ class CityscapesDataset(Dataset):
     """
 
     kind = "cityscapes"
+    title = "Cityscapes"
 
     def __init__(
         self,
@@ -85,30 +86,17 @@ class CityscapesDataset(Dataset):
         bad_boxes: str = "error",
         min_area: int = 20,
     ):
-        class_map = class_map if class_map is not None else load_class_map(self.kind)
-        super().__init__(root, class_map.seg_classes, class_map.det_classes)
-        self.class_map = class_map
-        self.split = split
-        self.bad_boxes = check_bad_boxes(bad_boxes)
+        super().__init__(root, split, class_map, bad_boxes)
         if min_area < 1:
             raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
         self.min_area = int(min_area)
-        det_values = class_map.det_label_values()
+        det_values = self.class_map.det_label_values()
         # Classes without instances in Cityscapes: boxes from the class mask (the thing classes are asked
         # of the class map per sample, so that det.unmapped: error can name the file).
         self.component_values = {v: cid for v, cid in det_values.items() if v not in THING_IDS}
-        self.dropped_boxes = 0
 
         base = Path(root)
-        if not base.is_dir():
-            raise DatasetError(f"{base}: Cityscapes root folder not found")
-        images_root = base / "leftImg8bit"
-        if not images_root.is_dir():
-            raise DatasetError(f"{images_root}: folder not found (expected Cityscapes' leftImg8bit/<split>/<city>/)")
-        splits = sorted(p.name for p in images_root.iterdir() if p.is_dir())
-        if split not in splits:
-            raise DatasetError(f"{images_root}: no split {split!r} (splits found: {splits})")
-        self.image_dir = images_root / split
+        self.image_dir = find_split_dir(base / "leftImg8bit", split, "Cityscapes' leftImg8bit/<split>/<city>/")
         self.label_dir = base / "gtFine" / split
         if not self.label_dir.is_dir():
             raise DatasetError(f"{self.label_dir}: label folder not found (gtFine/{split} beside leftImg8bit/)")
@@ -144,7 +132,7 @@ class CityscapesDataset(Dataset):
             ignore = np.zeros(len(boxes), bool)
             boxes_from = BOXES_FROM_COMPONENTS
         boxes, labels, ignore, dropped = sanitize_boxes(boxes, labels, ignore, w, h, str(label_path), self.bad_boxes)
-        self.dropped_boxes += dropped
+        self._record_dropped(index, dropped)
         return Sample(
             image=image,
             name=self.names[index],
@@ -189,6 +177,3 @@ class CityscapesDataset(Dataset):
         ignore = np.zeros(len(boxes), bool)
         ignore[len(b_inst) : len(b_inst) + len(b_group)] = True
         return boxes, labels, ignore
-
-    def __repr__(self) -> str:
-        return f"CityscapesDataset(root={self.root!r}, split={self.split!r}, samples={len(self)})"

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from perception.data.base import Dataset
-from perception.data.boxes import check_bad_boxes, sanitize_boxes
-from perception.data.classmap import ClassMap, load_class_map
+from perception.data.boxes import sanitize_boxes
+from perception.data.classmap import ClassMap
 from perception.data.io import read_image, read_json
 from perception.data.sample import DatasetError, Sample
 
@@ -165,6 +165,7 @@ class CocoDataset(Dataset):
     """
 
     kind = "coco"
+    title = "COCO"
 
     def __init__(
         self,
@@ -175,19 +176,11 @@ class CocoDataset(Dataset):
         annotation_file: str | os.PathLike | None = None,
         image_dir: str | os.PathLike | None = None,
     ):
-        check_bad_boxes(bad_boxes)
-        class_map = class_map if class_map is not None else load_class_map("coco")
-        super().__init__(root, class_map.seg_classes, class_map.det_classes)
+        super().__init__(root, split, class_map, bad_boxes)
         root_p = Path(root)
-        if not root_p.is_dir():
-            raise DatasetError(f"{root_p}: COCO dataset folder not found")
-        self.split = split
-        self.class_map = class_map
-        self.bad_boxes = bad_boxes
-        self._dropped: dict[int, int] = {}
         self.annotation_file = self._find_annotations(root_p, split, annotation_file)
         self.image_dir = self._find_images(root_p, split, image_dir)
-        self._entries = parse_coco(read_json(self.annotation_file), self.annotation_file, class_map)
+        self._entries = parse_coco(read_json(self.annotation_file), self.annotation_file, self.class_map)
         if not self._entries:
             raise DatasetError(f"{self.annotation_file}: lists no images")
         seen: set[str] = set()
@@ -196,11 +189,6 @@ class CocoDataset(Dataset):
                 raise DatasetError(f"{self.annotation_file}: file_name {e.file_name!r} is listed twice")
             seen.add(e.file_name)
             self.names.append(e.file_name)
-
-    @property
-    def dropped_boxes(self) -> int:
-        """Boxes dropped under ``bad_boxes="drop"`` in the samples loaded so far (each sample counted once)."""
-        return sum(self._dropped.values())
 
     @staticmethod
     def _find_annotations(root: Path, split: str, annotation_file) -> Path:
@@ -243,7 +231,7 @@ class CocoDataset(Dataset):
                 f"{self.annotation_file} (image {entry.id} {entry.file_name})",
                 self.bad_boxes,
             )
-            self._dropped[index] = dropped
+            self._record_dropped(index, dropped)
         return Sample(
             image=image,
             name=entry.file_name,

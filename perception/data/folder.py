@@ -28,19 +28,21 @@ import numpy as np
 import yaml
 
 from perception.data.base import Dataset
-from perception.data.boxes import check_bad_boxes, sanitize_boxes
+from perception.data.boxes import sanitize_boxes
 from perception.data.classmap import ClassMap, class_map_from_dict
 from perception.data.coco import CocoImage, check_image_size, parse_coco
 from perception.data.io import check_same_size, list_images, read_image, read_json, read_label
 from perception.data.sample import IGNORE, DatasetError, Sample
 from perception.data.writers import FORMAT, VERSION
-from perception.data.yolo import drop_nonpositive_size, read_yolo_txt, yolo_to_xyxy
+from perception.data.yolo import read_yolo_boxes
 
 log = logging.getLogger(__name__)
 
 
 def read_folder_info(root: Path) -> dict[str, Any]:
     """dataset.yaml of a perception folder, checked for format, version and class lists."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
     path = root / "dataset.yaml"
     if not path.is_file():
         raise DatasetError(f"{path}: not found (is {root} a folder written by `perception synth` / DatasetWriter?)")
@@ -98,6 +100,7 @@ class FolderDataset(Dataset):
     """
 
     kind = "synthetic"
+    title = "perception folder"
 
     def __init__(
         self,
@@ -106,19 +109,12 @@ class FolderDataset(Dataset):
         class_map: ClassMap | None = None,
         bad_boxes: str = "error",
     ):
-        check_bad_boxes(bad_boxes)
         root_p = Path(root)
-        if not root_p.is_dir():
-            raise DatasetError(f"{root_p}: dataset folder not found")
-        info = read_folder_info(root_p)
+        info = read_folder_info(root_p)  # the folder's class lists: the default class map keeps them
+        class_map = class_map if class_map is not None else identity_class_map(info, str(root_p / "dataset.yaml"))
+        super().__init__(root, split, class_map, bad_boxes)
         self.info = info
         self.source_det_classes: tuple[str, ...] = tuple(info["det_classes"])
-        class_map = class_map if class_map is not None else identity_class_map(info, str(root_p / "dataset.yaml"))
-        super().__init__(root, class_map.seg_classes, class_map.det_classes)
-        self.split = split
-        self.class_map = class_map
-        self.bad_boxes = bad_boxes
-        self._dropped: dict[int, int] = {}
         self.annotation_file = root_p / "annotations" / f"{split}.json"
         self.image_dir = root_p / "images" / split
         if self.annotation_file.is_file():
@@ -128,11 +124,6 @@ class FolderDataset(Dataset):
         if not self._items:
             raise DatasetError(f"{self.annotation_file}: split {split!r} has no images")
         self.names = [it.name for it in self._items]
-
-    @property
-    def dropped_boxes(self) -> int:
-        """Boxes dropped under ``bad_boxes="drop"`` in the samples loaded so far (each sample counted once)."""
-        return sum(self._dropped.values())
 
     def _index_from_json(self, root: Path, split: str) -> list[_Item]:
         entries = parse_coco(read_json(self.annotation_file), self.annotation_file, self.class_map)
@@ -186,17 +177,11 @@ class FolderDataset(Dataset):
             )
         return items
 
-    def _boxes_from_txt(self, path: Path, width: int, height: int):
-        rows, classes, lines = read_yolo_txt(path)
-        keep, n_bad = drop_nonpositive_size(rows, path, lines, self.bad_boxes)
-        ids = []
-        for c, n in zip(classes.tolist(), lines.tolist(), strict=True):
-            if c >= len(self.source_det_classes):
-                raise DatasetError(f"{path}:{n}: class id {c} is outside det_classes {list(self.source_det_classes)}")
-            ids.append(self.class_map.map_det(self.source_det_classes[c], f"{path}:{n}"))
-        keep &= np.array([i is not None for i in ids], bool)
-        labels = np.array([i for i, k in zip(ids, keep, strict=True) if k], np.int64)
-        return yolo_to_xyxy(rows[keep], width, height), labels, np.zeros(len(labels), bool), n_bad
+    def _txt_det_id(self, cls: int, where: str) -> int | None:
+        """Det id of class ``cls`` of a fallback labels/*.txt file (an index into dataset.yaml's det_classes)."""
+        if cls >= len(self.source_det_classes):
+            raise DatasetError(f"{where}: class id {cls} is outside det_classes {list(self.source_det_classes)}")
+        return self.class_map.map_det(self.source_det_classes[cls], where)
 
     def load(self, index: int) -> Sample:
         it = self._items[index]
@@ -217,11 +202,12 @@ class FolderDataset(Dataset):
                 boxes, labels, ignore = it.coco.boxes, it.coco.labels, it.coco.ignore
                 file = f"{self.annotation_file} (image {it.coco.id} {it.coco.file_name})"
         elif it.labels_txt is not None:
-            boxes, labels, ignore, n_bad = self._boxes_from_txt(it.labels_txt, w, h)
+            boxes, labels, n_bad = read_yolo_boxes(it.labels_txt, w, h, self._txt_det_id, self.bad_boxes)
+            ignore = np.zeros(len(labels), bool)
             file = str(it.labels_txt)
         if boxes is not None:
             boxes, labels, ignore, dropped = sanitize_boxes(boxes, labels, ignore, w, h, file, self.bad_boxes)
-            self._dropped[index] = n_bad + dropped
+            self._record_dropped(index, n_bad + dropped)
         meta_path = Path(self.root) / "meta" / self.split / f"{it.name}.json"
         meta = read_json(meta_path) if meta_path.is_file() else {}
         if not isinstance(meta, dict):

@@ -130,8 +130,7 @@ class DatasetStats:
 
 
 def _describe(dataset: Dataset) -> str:
-    split = getattr(dataset, "split", None)
-    return f"{dataset.kind} {dataset.root}" + (f" (split {split})" if split is not None else "")
+    return f"{dataset.kind} {dataset.root} (split {dataset.split})"
 
 
 def dataset_stats(dataset: Dataset, on_error: str = "raise") -> DatasetStats:
@@ -141,8 +140,8 @@ def dataset_stats(dataset: Dataset, on_error: str = "raise") -> DatasetStats:
         on_error: "raise" stops at the first broken sample (DatasetError naming the file); "skip" counts it
             in ``stats.skipped`` and goes on.
     Returns:
-        DatasetStats; ``dropped_boxes`` is the loader's ``dropped_boxes`` counter afterwards (0 when the
-        loader has none), so build a fresh dataset to count one pass.
+        DatasetStats; ``dropped_boxes`` is the loader's ``dropped_boxes`` afterwards (bad boxes dropped in the
+        samples it has loaded, each sample counted once).
     """
     seg_classes, det_classes = tuple(dataset.seg_classes), tuple(dataset.det_classes)
     stats = DatasetStats(
@@ -175,5 +174,5 @@ def dataset_stats(dataset: Dataset, on_error: str = "raise") -> DatasetStats:
     stats.pixels_per_class = {name: int(pixels[i]) for i, name in enumerate(seg_classes)}
     stats.ignore_pixels = int(pixels[IGNORE])
     stats.invalid_pixels = int(pixels.sum() - pixels[:n_seg].sum() - pixels[IGNORE])
-    stats.dropped_boxes = int(getattr(dataset, "dropped_boxes", 0))
+    stats.dropped_boxes = dataset.dropped_boxes
     return stats

@@ -31,15 +31,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from perception.data.base import Dataset
-from perception.data.boxes import check_bad_boxes, sanitize_boxes
-from perception.data.classmap import ClassMap, load_class_map
+from perception.data.boxes import sanitize_boxes
+from perception.data.classmap import ClassMap
 from perception.data.io import IMAGE_SUFFIXES, list_images, read_image
 from perception.data.sample import DatasetError, Sample
 
@@ -107,6 +107,28 @@ def drop_nonpositive_size(rows: np.ndarray, path: Path, lines: np.ndarray, bad_b
     return ~bad, int(bad.sum())
 
 
+def read_yolo_boxes(
+    path: Path, width: int, height: int, det_id: Callable[[int, str], int | None], bad_boxes: str
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Boxes of a YOLO label file in pixels, mapped to project classes.
+
+    Args:
+        path: the label file (``read_yolo_txt``). width / height: the image's size in pixels.
+        det_id: (YOLO class id, ``"file:line"``) -> project det id, or None to leave the box out (a class the
+            class map drops); it raises DatasetError naming ``file:line`` for a class it cannot map.
+        bad_boxes: "error" raises on a box with non-positive width or height, "drop" leaves it out.
+    Returns:
+        (boxes float64 [N, 4] x1, y1, x2, y2 pixels with exclusive x2/y2, not yet clipped to the image;
+        labels int64 [N]; the number of boxes dropped for a non-positive size).
+    """
+    rows, classes, lines = read_yolo_txt(path)
+    keep, n_bad = drop_nonpositive_size(rows, path, lines, bad_boxes)
+    ids = [det_id(c, f"{path}:{n}") for c, n in zip(classes.tolist(), lines.tolist(), strict=True)]
+    keep &= np.array([i is not None for i in ids], bool)
+    labels = np.array([i for i, k in zip(ids, keep, strict=True) if k], np.int64)
+    return yolo_to_xyxy(rows[keep], width, height), labels, n_bad
+
+
 def read_names(value, file: Path) -> list[str]:
     """Ultralytics ``names``: a list, or a mapping {0: name, 1: name, ...} with ids 0..n-1."""
     if isinstance(value, Mapping):
@@ -134,6 +156,7 @@ class YoloDataset(Dataset):
     """
 
     kind = "yolo"
+    title = "YOLO"
 
     def __init__(
         self,
@@ -145,21 +168,13 @@ class YoloDataset(Dataset):
         image_dir: str | os.PathLike | None = None,
         label_dir: str | os.PathLike | None = None,
     ):
-        check_bad_boxes(bad_boxes)
-        class_map = class_map if class_map is not None else load_class_map("yolo")
-        super().__init__(root, class_map.seg_classes, class_map.det_classes)
+        super().__init__(root, split, class_map, bad_boxes)
         root_p = Path(root)
-        if not root_p.is_dir():
-            raise DatasetError(f"{root_p}: YOLO dataset folder not found")
-        self.split = split
-        self.class_map = class_map
-        self.bad_boxes = bad_boxes
-        self._dropped: dict[int, int] = {}
         self.class_names, self.names_source = self._find_class_names(root_p, class_names)
-        self._id_keys = {k for k in class_map.det_source_classes if isinstance(k, int) and not isinstance(k, bool)}
+        self._id_keys = {k for k in self.class_map.det_source_classes if isinstance(k, int) and not isinstance(k, bool)}
         if self.class_names is None and not self._id_keys:
             raise DatasetError(
-                f"{root_p}: no data.yaml or dataset.yaml with class 'names', and class map {class_map.source} "
+                f"{root_p}: no data.yaml or dataset.yaml with class 'names', and class map {self.class_map.source} "
                 "is keyed by name only; pass class_names=[...] or a class map keyed by YOLO class id"
             )
         self.image_dir, self.label_dir = self._find_layout(root_p, split, image_dir, label_dir)
@@ -180,11 +195,6 @@ class YoloDataset(Dataset):
             self.names.append(rel.as_posix())
             self._labels.append(self.label_dir / stem.with_suffix(".txt"))
         self._warn_orphan_labels(set(by_stem))
-
-    @property
-    def dropped_boxes(self) -> int:
-        """Boxes dropped under ``bad_boxes="drop"`` in the samples loaded so far (each sample counted once)."""
-        return sum(self._dropped.values())
 
     @staticmethod
     def _find_class_names(root: Path, class_names) -> tuple[list[str] | None, str]:
@@ -253,18 +263,13 @@ class YoloDataset(Dataset):
         image = read_image(img_path)
         h, w = image.shape[:2]
         if label_path.is_file():
-            rows, classes, lines = read_yolo_txt(label_path)
-        else:
-            rows, classes, lines = np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        keep, n_bad = drop_nonpositive_size(rows, label_path, lines, self.bad_boxes)
-        det_ids = [self._det_id(int(c), f"{label_path}:{int(n)}") for c, n in zip(classes, lines, strict=True)]
-        keep &= np.array([d is not None for d in det_ids], bool)
-        labels = np.array([d for d, k in zip(det_ids, keep, strict=True) if k], np.int64)
-        boxes = yolo_to_xyxy(rows[keep], w, h)
+            boxes, labels, n_bad = read_yolo_boxes(label_path, w, h, self._det_id, self.bad_boxes)
+        else:  # no label file: no objects (the Ultralytics convention)
+            boxes, labels, n_bad = np.zeros((0, 4)), np.zeros(0, np.int64), 0
         boxes, labels, ignore, n_dropped = sanitize_boxes(
             boxes, labels, np.zeros(len(labels), bool), w, h, str(label_path), self.bad_boxes
         )
-        self._dropped[index] = n_bad + n_dropped
+        self._record_dropped(index, n_bad + n_dropped)
         return Sample(
             image=image,
             name=self.names[index],
