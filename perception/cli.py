@@ -183,6 +183,29 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_montage(args: argparse.Namespace) -> int:
+    import cv2
+
+    from perception.data.overlay import montage
+    from perception.data.registry import build_dataset, parse_data_spec
+
+    kind, root = parse_data_spec(args.spec)
+    dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map)
+    if len(dataset) == 0:
+        raise ConfigError(f"{args.spec}: split {args.split!r} is empty")
+    step = max(1, len(dataset) // args.n)
+    picked = [dataset[i] for i in range(0, len(dataset), step)[: args.n]]
+    image = montage(
+        picked, cols=args.cols, tile_width=args.width, seg_classes=dataset.seg_classes, det_classes=dataset.det_classes
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OutputError(f"{out}: cannot write the montage (is the suffix .png or .jpg?)")
+    print(f"{len(picked)} samples of {kind} {args.split} -> {out} ({image.shape[1]}x{image.shape[0]})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
@@ -255,6 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", help="also write the numbers to this JSON file")
     stats.set_defaults(func=cmd_data_stats)
+    mont = data_sub.add_parser(
+        "montage", parents=[common], help="tile samples with their labels drawn over them into one PNG, to look at"
+    )
+    mont.add_argument("spec", help="KIND:PATH, as for `data stats`")
+    mont.add_argument("--out", required=True, help="PNG to write")
+    mont.add_argument("--split", default="train")
+    mont.add_argument("--class-map", help="class-map YAML (default: configs/datasets/<kind>.yaml)")
+    mont.add_argument("--n", type=int, default=12, help="samples, spread evenly over the split (default 12)")
+    mont.add_argument("--cols", type=int, default=4)
+    mont.add_argument("--width", type=int, default=320, help="tile width in pixels (default 320)")
+    mont.set_defaults(func=cmd_data_montage)
     return parser
 
 

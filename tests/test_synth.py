@@ -221,6 +221,11 @@ def test_cli_writes_dataset_and_montage_and_refuses_a_full_folder(tmp_path, caps
     assert main(["synth", "--n", "3", "--out", str(out), "--size", "320x180", "--workers", "1", "-q"]) == 0
     assert (out / "montage.png").is_file() and (out / "annotations" / "train.json").is_file()
     assert "frames/s" in capsys.readouterr().out
+    png = tmp_path / "m.png"
+    assert main(["data", "montage", f"synthetic:{out}", "--n", "2", "--cols", "2", "--out", str(png), "-q"]) == 0
+    import cv2
+
+    assert cv2.imread(str(png)).shape[1] == 2 * 320
     assert main(["synth", "--n", "1", "--out", str(out), "-q"]) == 1
     assert "not empty" in capsys.readouterr().err
 
