@@ -456,7 +456,7 @@ def sample_agents(
     for side in (1, -1):
         walk = layout.sidewalk_left if side > 0 else layout.sidewalk_right
         edge = layout.left_edge if side > 0 else layout.right_edge
-        n_ped = int(rng.poisson(density * (3.0 if walk > 0 else 0.4)))
+        n_ped = int(rng.poisson(density * (4.0 if walk > 0 else 1.0)))
         for _ in range(n_ped):
             d = edge + side * (
                 float(rng.uniform(0.4, max(walk - 0.3, 0.5))) if walk > 0 else float(rng.uniform(0.5, 2))
@@ -473,7 +473,7 @@ def sample_agents(
                 speed=float(rng.uniform(0.8, 1.7)),
                 phase=float(rng.uniform(0, 6.3)),
             )
-        if rng.random() < 0.35 * density:
+        if rng.random() < 0.6 * density:
             d = edge - side * 0.6 if layout.n_oncoming == 0 or side < 0 else edge - side * 0.6
             add(
                 cls="cyclist",
