@@ -177,7 +177,7 @@ def photometric(img: np.ndarray, r: Rendered, world: World, draw: EffectDraw, rn
         img = cv2.filter2D(img, -1, k / max(k.sum(), 1e-6))
     if draw.defocus:
         img = cv2.GaussianBlur(img, (0, 0), draw.defocus)
-    out = img * 255.0 + rng.normal(0, draw.noise_sigma, img.shape).astype(np.float32)
+    out = img * 255.0 + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(draw.noise_sigma)
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     if draw.jpeg_quality:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, draw.jpeg_quality])

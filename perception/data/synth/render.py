@@ -228,7 +228,7 @@ class Renderer:
         d = dy * np.cos(hc)
         s = sc + dy * np.sin(hc)
         valid = self.ground & (gx >= xv[0]) & (gx <= xv[-1])
-        return s, d, valid
+        return s.astype(np.float32), d.astype(np.float32), valid
 
     def _ground(self, world: World, origin, rot, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ground colour [H, W, 3], seg [H, W] and a paint mask, for ground pixels."""
@@ -342,18 +342,26 @@ class Renderer:
         return full_img, full_seg, paint
 
     def _sky(self, world: World) -> np.ndarray:
+        """float32 [H, W, 3] sky colour with clouds; rows entirely on the ground are left black."""
         env = world.env
-        el = np.clip(self.elevation / np.radians(25), 0, 1)[..., None]
+        out = np.zeros((self.height, self.width, 3), np.float32)
+        rows = np.flatnonzero(~self.ground.all(1))
+        if not len(rows):
+            return out
+        r1 = int(rows[-1]) + 1
+        el_full, az_full = self.elevation[:r1], self.azimuth[:r1]
+        el = np.clip(el_full / np.radians(25), 0, 1)[..., None]
         top, hor = np.array(env.sky_top, np.float32), np.array(env.sky_horizon, np.float32)
         sky = hor * (1 - el) ** 1.5 + top * (1 - (1 - el) ** 1.5)
         rng = np.random.default_rng(world.seed + 1)
         clouds = texture("clouds", world.seed)
-        az = (self.azimuth - rng.uniform(-3, 3)) % (2 * np.pi)
+        az = (az_full - rng.uniform(-3, 3)) % (2 * np.pi)
         cu = az / (2 * np.pi) * 256 * 4
-        cv = 256 / (np.tan(np.clip(self.elevation, 0.02, 1.5)) * 8 + 1)
+        cv = 256 / (np.tan(np.clip(el_full, 0.02, 1.5)) * 8 + 1)
         c = np.clip(sample_tile(clouds, cu, cv) * 0.5 + rng.uniform(-0.6, 0.4), 0, 1)[..., None]
         cloud_col = np.float32(0.95 if env.time == "day" else 0.25 if env.time == "night" else 0.7)
-        return sky * (1 - 0.7 * c) + cloud_col * 0.7 * c
+        out[:r1] = sky * (1 - 0.7 * c) + cloud_col * 0.7 * c
+        return out
 
     def _skyline(self, world: World, img, seg, depth) -> None:
         """Distant hills or tree line just above the horizon, fixed in world azimuth."""
@@ -482,14 +490,13 @@ class Renderer:
                 cv2.fillPoly(img, [pts], col, lineType=cv2.LINE_AA, shift=2)
                 cv2.fillPoly(instance, [pts], job.instance, shift=2)
                 cv2.fillPoly(depth, [pts], job.depth, shift=2)
-                if emis:
-                    cv2.fillPoly(emissive, [pts], 1.0, lineType=cv2.LINE_AA, shift=2)
+                # A nearer surface hides the lights behind it (no glow through a truck).
+                cv2.fillPoly(emissive, [pts], 1.0 if emis else 0.0, lineType=cv2.LINE_AA, shift=2)
             for pts, col, emis, t in lines:
                 cv2.polylines(img, [pts], False, col, t, lineType=cv2.LINE_AA, shift=2)
                 cv2.polylines(instance, [pts], False, job.instance, t, shift=2)
                 cv2.polylines(depth, [pts], False, job.depth, t, shift=2)
-                if emis:
-                    cv2.polylines(emissive, [pts], False, 1.0, t, lineType=cv2.LINE_AA, shift=2)
+                cv2.polylines(emissive, [pts], False, 1.0 if emis else 0.0, t, lineType=cv2.LINE_AA, shift=2)
             if labelled:
                 a = agents[job.instance]
                 allp = np.concatenate([p[0] for p in polys] + [ln[0] for ln in lines]).reshape(-1, 2) / 4.0
