@@ -170,8 +170,8 @@ class CameraModel:
         return {
             "name": self.name,
             "image_size": list(self.image_size),
-            "camera_matrix": [list(r) for r in self.camera_matrix],
-            "dist_coeffs": list(self.dist_coeffs),
+            "camera_matrix": [[float(v) for v in r] for r in self.camera_matrix],
+            "dist_coeffs": [float(v) for v in self.dist_coeffs],
             "mounting": vars(self.mounting).copy(),
         }
 

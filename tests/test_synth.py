@@ -125,6 +125,9 @@ def test_lane_polylines_follow_lens_distortion():
     draw = replace(NO_EFFECTS, k1=-0.15, k2=0.0)
     s = FrameMaker(camera(1), draw).make(world, "t", np.random.default_rng(0))
     assert s.meta["camera"]["dist_coeffs"][0] < 0
+    from perception.camera import camera_from_dict
+
+    assert camera_from_dict(s.meta["camera"]).dist_coeffs == tuple(s.meta["camera"]["dist_coeffs"])  # reads back
     lanes = [ln for ln in s.meta["lanes"] if ln["style"] == "solid"]
     assert _paint_hits(s, lanes) > 0.95
     assert (s.seg != 255).mean() > 0.95  # the distorted frame is fully rendered, not padded with ignore
@@ -240,3 +243,14 @@ def test_marking_styles_render_as_labelled_paint():
     assert (dashed.seg == 2).sum() > 50
     assert (bare.seg == 2).sum() == 0
     assert Marking(d=0.0, style="none", color="white").visible is False
+
+
+def test_textures_tile_without_seams():
+    """Ground and sky textures wrap around: a seam would draw a line across the road or the sky."""
+    from perception.data.synth.render import texture
+
+    for kind in ("fine", "coarse", "clouds", "skyline"):
+        t = texture(kind, 1).astype(np.float64)
+        step = np.abs(np.diff(t, axis=1)).max()
+        assert np.abs(t[:, 0] - t[:, -1]).max() <= step * 1.01
+        assert np.abs(t[0] - t[-1]).max() <= np.abs(np.diff(t, axis=0)).max() * 1.01

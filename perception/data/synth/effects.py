@@ -81,7 +81,7 @@ def lens_camera(camera: CameraModel, draw: EffectDraw) -> CameraModel:
         ((h - k[1, 2]) / k[1, 1]) ** 2, (k[1, 2] / k[1, 1]) ** 2
     )
     k1 = max(draw.k1, -0.6 * 4 / (27 * r_c2))
-    return replace(camera, dist_coeffs=(k1, draw.k2 * k1 / draw.k1, 0.0, 0.0, 0.0))
+    return replace(camera, dist_coeffs=(float(k1), float(draw.k2 * k1 / draw.k1), 0.0, 0.0, 0.0))
 
 
 class Distorter:

@@ -134,15 +134,13 @@ def _shade(color, normal: np.ndarray, light: np.ndarray, ambient: float, diffuse
 
 
 def noise_tile(rng: np.random.Generator, size: int = 256, octaves=(4, 16, 64, 256)) -> np.ndarray:
-    """float32 [size, size] zero-mean multi-octave value noise, std about 1."""
+    """float32 [size, size] zero-mean multi-octave value noise, std about 1, seamlessly tileable."""
     acc = np.zeros((size, size), np.float32)
     for i, o in enumerate(octaves):
         small = rng.standard_normal((o, o)).astype(np.float32)
-        small = np.concatenate([small, small[:, :1]], 1)
-        small = np.concatenate([small, small[:1]], 0)
-        acc += cv2.resize(small, (size + size // o, size + size // o), interpolation=cv2.INTER_CUBIC)[:size, :size] * (
-            0.6**i
-        )
+        # Upsample a 3x3 tiling by exactly size / o and keep the middle: periodic with period `size`.
+        big = cv2.resize(np.tile(small, (3, 3)), (3 * size, 3 * size), interpolation=cv2.INTER_CUBIC)
+        acc += big[size : 2 * size, size : 2 * size] * np.float32(0.6**i)
     return (acc - acc.mean()) / (acc.std() + 1e-6)
 
 
@@ -303,11 +301,11 @@ class Renderer:
             if m.style == "dashed":
                 present = _periodic_cover(s + m.phase, fs, m.dash, m.period)
             if m.wear > 0:
-                present = present * np.clip(1.2 - m.wear * (1.2 + wear_noise), 0, 1)
+                present = present * _worn(wear_noise, m.wear)
             c = c * present
             # A line thinner than a pixel still gets a one-pixel-wide label where its centre crosses the
             # pixel, so far lines stay connected in the labels as they do in the image.
-            thin_label |= centre & (present >= 0.5) & (c >= 0.1)
+            thin_label |= centre & (present >= 0.5) & (c >= 0.25)
             sel = c > cov
             paint_rgb[sel] = PAINT[m.color]
             cov = np.maximum(cov, c)
@@ -320,7 +318,7 @@ class Renderer:
             onc = (d > lay.boundaries[lay.n_oncoming]) & (d <= lay.boundaries[0])
             stop = np.maximum(stop, _band_cover(s, fs, cs + cl + 1.6, cs + cl + 2.0) * onc)
             cross = np.maximum(zebra, stop)
-            cross = cross * np.clip(1.3 - 0.5 * (1.2 + wear_noise) * max(lay.markings[0].wear, 0.1), 0, 1)
+            cross = cross * _worn(wear_noise, lay.markings[0].wear)
             sel = cross > cov
             paint_rgb[sel] = PAINT["white"]
             cov = np.maximum(cov, cross)
@@ -551,6 +549,16 @@ class Renderer:
                     px, py = road_to_vehicle(world, p.s, p.d - np.sign(p.d) * 1.5, origin, rot)
                     gain += 3.0 * np.exp(-((x - px) ** 2 + (y - py) ** 2) / 30.0)
         return gain.astype(np.float32) * self.ground + (~self.ground)
+
+
+def _worn(noise: np.ndarray, wear: float) -> np.ndarray:
+    """Paint left after wear (0..1 per pixel): worn paint has holes, it does not fade evenly, so what is
+    left keeps its contrast and its label (a faint, evenly faded line would be visible but unlabelled).
+    ``wear`` is about the fraction removed; ``noise`` is a zero-mean texture with std about 1."""
+    if wear <= 0:
+        return np.ones_like(noise)
+    threshold = 2.2 * (wear - 0.5)  # about the wear-quantile of the noise
+    return np.clip((noise - threshold) / 0.15 + 0.5, 0, 1)
 
 
 def _band_cover(v: np.ndarray, foot: np.ndarray, lo: float, hi: float) -> np.ndarray:
