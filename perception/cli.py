@@ -112,12 +112,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_kwargs(kind: str, args: argparse.Namespace) -> dict:
+    """Loader options from the command line that only some dataset kinds have."""
+    if getattr(args, "lane_autolabel", False):
+        if kind != "camvid":
+            raise ConfigError(f"--lane-autolabel is for camvid (its masks have no lane class), not {kind}")
+        return {"lane_autolabel": True}
+    return {}
+
+
 def cmd_data_stats(args: argparse.Namespace) -> int:
     from perception.data.registry import build_dataset, parse_data_spec
     from perception.data.stats import dataset_stats
 
     kind, root = parse_data_spec(args.spec)
-    dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map, bad_boxes=args.bad_boxes)
+    dataset = build_dataset(
+        kind, root, split=args.split, class_map=args.class_map, bad_boxes=args.bad_boxes, **_dataset_kwargs(kind, args)
+    )
     stats = dataset_stats(dataset, on_error=args.on_error)
     print(stats.format())
     if args.json:
@@ -190,7 +201,7 @@ def cmd_data_montage(args: argparse.Namespace) -> int:
     from perception.data.registry import build_dataset, parse_data_spec
 
     kind, root = parse_data_spec(args.spec)
-    dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map)
+    dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map, **_dataset_kwargs(kind, args))
     if len(dataset) == 0:
         raise ConfigError(f"{args.spec}: split {args.split!r} is empty")
     step = max(1, len(dataset) // args.n)
@@ -277,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="boxes with no area inside the image: error (default) or drop and count",
     )
     stats.add_argument("--json", help="also write the numbers to this JSON file")
+    stats.add_argument("--lane-autolabel", action="store_true", help="camvid: mark auto-labelled lane paint")
     stats.set_defaults(func=cmd_data_stats)
     mont = data_sub.add_parser(
         "montage", parents=[common], help="tile samples with their labels drawn over them into one PNG, to look at"
@@ -288,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     mont.add_argument("--n", type=int, default=12, help="samples, spread evenly over the split (default 12)")
     mont.add_argument("--cols", type=int, default=4)
     mont.add_argument("--width", type=int, default=320, help="tile width in pixels (default 320)")
+    mont.add_argument("--lane-autolabel", action="store_true", help="camvid: mark auto-labelled lane paint")
     mont.set_defaults(func=cmd_data_montage)
     return parser
 

@@ -202,3 +202,33 @@ def test_real_camvid():
         n_boxes += len(s.boxes)
         assert ((s.boxes[:, 2:] > s.boxes[:, :2]).all()) and (s.boxes[:, 2] <= 480).all()
     assert n_boxes > 0
+
+
+def test_lane_autolabel_marks_paint_inside_road_only():
+    """Real CamVid val frames: auto-labelled paint becomes lane (2), only on Road pixels, positives only."""
+    root = SHARED_DATA / "camvid"
+    if not root.is_dir():
+        pytest.skip(f"CamVid not found at {root}")
+    plain = CamVidDataset(root, "val")
+    auto = CamVidDataset(root, "val", lane_autolabel=True)
+    lane_px = 0
+    for i in (0, 50):
+        a, b = plain[i], auto[i]
+        assert not b.lane_labelled and "positives only" in b.meta["lane_labels"]
+        assert (a.seg != 2).all()
+        changed = a.seg != b.seg
+        assert (a.seg[changed] == 1).all() and (b.seg[changed] == 2).all()
+        lane_px += int(changed.sum())
+        assert changed.sum() < 0.1 * (a.seg == 1).sum()  # paint is a small part of the road
+    assert lane_px > 100
+
+
+def test_lane_autolabel_needs_a_lane_class(camvid_root):
+    cm = class_map_from_dict(
+        {
+            "seg_classes": ["background", "drivable"],
+            "seg": {"values": {3: "drivable", 11: "ignore"}, "default": "background"},
+        }
+    )
+    with pytest.raises(ValueError, match="lane"):
+        CamVidDataset(camvid_root, "train", class_map=cm, lane_autolabel=True)

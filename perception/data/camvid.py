@@ -14,7 +14,11 @@ Unlabelled to ``IGNORE`` and every other listed value to background; a value it 
 error naming the mask file.
 
 Lanes: paint is labelled Road in this version, so samples carry ``lane_labelled=False`` (lane supervision
-missing on these frames, not "no lane here").
+missing on these frames, not "no lane here"). With ``lane_autolabel=True`` the paint that
+``perception.data.autolabel`` finds inside the Road label becomes lane class (2): measured on held-out
+synthetic frames its precision is 0.99 at 2 px (recall 0.91, docs/autolabel.md), so those pixels are
+trustworthy positives, but Road pixels it did not mark are not reliable negatives; ``lane_labelled``
+stays False and ``meta["lane_labels"]`` says "auto-labelled paint: positives only".
 
 Boxes: CamVid has none. They are derived from the 8-connected components of each object class in the
 raw label mask (``boxes_from_class_mask``); components smaller than ``min_area`` pixels are dropped.
@@ -36,6 +40,7 @@ from perception.data.classmap import ClassMap
 from perception.data.io import check_same_size, list_images, read_image, read_label
 from perception.data.sample import DatasetError, Sample
 
+AUTOLABEL_NOTE = "auto-labelled paint: positives only (unmarked road is not a lane negative)"
 COMPONENT_BOXES = "connected components of the class mask: touching objects of one class merge into one box"
 
 
@@ -50,6 +55,7 @@ class CamVidDataset(Dataset):
         bad_boxes: "error" or "drop" for boxes with no area inside the image (cannot happen for boxes
             derived from a mask of the image's size; kept for the common loader signature).
         min_area: connected components with fewer pixels give no box (default 20 px: label specks).
+        lane_autolabel: mark auto-labelled paint inside Road as lane (positives only, see above).
 
     Samples: image uint8 [H, W, 3] BGR; seg uint8 [H, W]; boxes float32 [N, 4] xyxy pixels, exclusive
     x2/y2, ordered by class then component; ignore all False. ``meta`` holds ``image_path``,
@@ -66,11 +72,15 @@ class CamVidDataset(Dataset):
         class_map: ClassMap | None = None,
         bad_boxes: str = "error",
         min_area: int = 20,
+        lane_autolabel: bool = False,
     ):
         super().__init__(root, split, class_map, bad_boxes)
         if min_area < 1:
             raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
         self.min_area = int(min_area)
+        self.lane_autolabel = bool(lane_autolabel)
+        if self.lane_autolabel and not {"drivable", "lane"} <= set(self.seg_classes):
+            raise ValueError(f"lane_autolabel needs 'drivable' and 'lane' segmentation classes, got {self.seg_classes}")
         self.det_values = self.class_map.det_label_values()
 
         base = Path(root)
@@ -94,6 +104,13 @@ class CamVidDataset(Dataset):
         raw = read_label(mask_path)
         check_same_size(raw, mask_path, image, image_path)
         seg = self.class_map.map_seg(raw, str(mask_path))
+        meta = {"image_path": str(image_path), "mask_path": str(mask_path), "boxes_from": COMPONENT_BOXES}
+        if self.lane_autolabel:
+            from perception.data.autolabel import autolabel_lane_paint
+
+            road = seg == self.seg_classes.index("drivable")
+            seg[(autolabel_lane_paint(image, road) > 0) & road] = self.seg_classes.index("lane")
+            meta["lane_labels"] = AUTOLABEL_NOTE
         h, w = raw.shape
         boxes, labels, _ = boxes_from_class_mask(raw, self.det_values, self.min_area)
         boxes, labels, ignore, dropped = sanitize_boxes(
@@ -108,7 +125,7 @@ class CamVidDataset(Dataset):
             boxes=boxes,
             labels=labels,
             ignore=ignore,
-            meta={"image_path": str(image_path), "mask_path": str(mask_path), "boxes_from": COMPONENT_BOXES},
+            meta=meta,
         )
 
 
