@@ -127,12 +127,14 @@ class Letterbox:
     def input_to_roi(self, image: np.ndarray) -> np.ndarray:
         """Array [H_in, W_in, ...] in input pixels → [h, w, ...] covering the ROI in frame pixels.
 
-        Nearest-neighbour resampling, so class ids (and colours of class ids) stay exact.
+        Nearest-neighbour resampling about pixel centres (``INTER_NEAREST_EXACT``: plain ``INTER_NEAREST``
+        rounds down and shifts the mask by up to one input pixel against the image), so class ids (and
+        colours of class ids) stay exact.
         """
         import cv2  # local: types stays importable without OpenCV for pure-value use
 
         _, _, w, h = self.roi_xywh
-        return cv2.resize(self.crop_content(image), (w, h), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(self.crop_content(image), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
 
     def mask_to_frame(self, mask: np.ndarray, fill: int = 0) -> np.ndarray:
         """Map a class-id mask uint8 [H_in, W_in] (input pixels) to uint8 [H, W] in frame pixels.

@@ -434,3 +434,17 @@ def test_mask_to_frame_with_roi_fills_outside():
     assert np.all(out[:, :x] == 255) and np.all(out[:, x + w :] == 255)
     assert np.all(np.isin(out[y : y + h, x : x + w], (1, 2)))
     np.testing.assert_allclose(bbox_of(out == 2), box[0], atol=1)
+
+
+def test_mask_upsampling_is_centred_on_pixels():
+    """Each frame pixel takes the class of the input pixel under its centre, like the bilinear image
+    resize; plain INTER_NEAREST would round down and shift the mask up to one input pixel left/up."""
+    lb = Letterbox((600, 1000), (384, 640), (0, 0, 1000, 600), 0.64, 0, 0)
+    ids = np.tile((np.arange(640) % 3).astype(np.uint8), (384, 1))
+    out = lb.input_to_roi(ids)
+    x = np.arange(1000)
+    src = (x + 0.5) * 0.64
+    expected = (np.floor(src) % 3).astype(np.uint8)
+    tie = np.abs(src - np.round(src)) < 1e-9  # the centre falls exactly on an input pixel edge: either
+    np.testing.assert_array_equal(out[0][~tie], expected[~tie])
+    assert tie.mean() < 0.4
