@@ -45,3 +45,18 @@ def test_missing_peer_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelError, match="peer model not found"):
         peer_path("nanodet_m_coco_416.onnx", tmp_path)
+
+
+def test_build_predictor_for_our_model_and_peers(fused_model, stack):
+    from perception.data.camvid import CamVidDataset
+    from perception.errors import ConfigError
+    from perception.eval.predictors import build_predictor
+
+    image = CamVidDataset(SHARED_DATA / "camvid", "val")[0].image
+    ours = build_predictor(str(fused_model), threads=1)
+    out = ours.predict(image)
+    assert out.seg.shape == image.shape[:2] and out.seg.dtype == np.uint8
+    assert out.boxes.shape[1] == 4 and len(out.boxes) == len(out.scores) == len(out.labels)
+    assert ours.det_classes == ("car", "pedestrian", "cyclist", "traffic_sign")
+    with pytest.raises(ConfigError, match="unknown peer"):
+        build_predictor("peer:yolo")

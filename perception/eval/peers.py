@@ -22,13 +22,13 @@ lights (CamVid's SignSymbol) can pass ``COCO_TO_DET_WITH_LIGHTS``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from perception.errors import ModelError
+from perception.eval.prediction import Prediction
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
 
@@ -38,20 +38,6 @@ NANODET_FILE = "nanodet_m_coco_416.onnx"
 DET_CLASSES = ("car", "pedestrian", "cyclist", "traffic_sign")
 COCO_TO_DET = {0: 1, 1: 2, 2: 0, 5: 0, 7: 0, 11: 3}  # COCO id -> index into DET_CLASSES
 COCO_TO_DET_WITH_LIGHTS = {**COCO_TO_DET, 9: 3}
-
-
-@dataclass(frozen=True)
-class PeerOutput:
-    """One frame's prediction in frame pixels.
-
-    seg: uint8 [H, W] (0 background, 1 drivable, 2 lane) or None; boxes: float32 [N, 4] xyxy frame pixels;
-    scores: float32 [N]; labels: int64 [N] indices into DET_CLASSES.
-    """
-
-    seg: np.ndarray | None
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
 
 
 def peer_path(name: str, peer_dir: str | os.PathLike | None = None) -> Path:
@@ -76,7 +62,7 @@ def _session(path: Path, threads: int):
 
 
 class TwinLiteNet:
-    """Drivable area + lane lines; ``predict(frame_bgr)`` -> PeerOutput with seg only (no boxes)."""
+    """Drivable area + lane lines; ``predict(frame_bgr)`` -> Prediction with seg only (no boxes)."""
 
     name = "twinlitenet"
     input_hw = (360, 640)
@@ -89,18 +75,18 @@ class TwinLiteNet:
         img = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
         return (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
 
-    def predict(self, frame_bgr: np.ndarray) -> PeerOutput:
+    def predict(self, frame_bgr: np.ndarray) -> Prediction:
         drivable, lanes = self.session.run(["lanes", "segmentation"], {"input": self.preprocess(frame_bgr)})
         seg = np.zeros(self.input_hw, np.uint8)
         seg[drivable[0].argmax(0) == 1] = 1
         seg[lanes[0].argmax(0) == 1] = 2  # paint lies on the road: lane wins where both fire
         h, w = frame_bgr.shape[:2]
         seg = cv2.resize(seg, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-        return PeerOutput(seg, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        return Prediction(seg, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
 class NanoDet:
-    """NanoDet-m on COCO mapped to our detection classes; ``predict(frame_bgr)`` -> PeerOutput, no seg."""
+    """NanoDet-m on COCO mapped to our detection classes; ``predict(frame_bgr)`` -> Prediction, no seg."""
 
     name = "nanodet"
     input_hw = (416, 416)
@@ -133,7 +119,7 @@ class NanoDet:
         self.centres = np.concatenate(centres).astype(np.float32)
         self.cell_strides = np.concatenate([np.full(-(-ih // s) * -(-iw // s), s, np.float32) for s in self.strides])
 
-    def predict(self, frame_bgr: np.ndarray) -> PeerOutput:
+    def predict(self, frame_bgr: np.ndarray) -> Prediction:
         h, w = frame_bgr.shape[:2]
         lb = letterbox_geometry((h, w), self.input_hw)
         ih, iw = self.input_hw
@@ -157,7 +143,7 @@ class NanoDet:
         keep = nms(boxes[cell], cand_scores, self.iou_threshold, labels=coco, max_output=self.max_dets)
         labels = np.array([self.class_map[int(c)] for c in coco[keep]], np.int64)
         frame_boxes = lb.boxes_to_frame(boxes[cell][keep]).astype(np.float32)
-        return PeerOutput(None, frame_boxes.reshape(-1, 4), cand_scores[keep].astype(np.float32), labels)
+        return Prediction(None, frame_boxes.reshape(-1, 4), cand_scores[keep].astype(np.float32), labels)
 
 
 class PeerStack:
@@ -169,6 +155,6 @@ class PeerStack:
         self.seg = TwinLiteNet(peer_path(TWINLITE_FILE, peer_dir), threads)
         self.det = NanoDet(peer_path(NANODET_FILE, peer_dir), threads, **nanodet_kw)
 
-    def predict(self, frame_bgr: np.ndarray) -> PeerOutput:
+    def predict(self, frame_bgr: np.ndarray) -> Prediction:
         s, d = self.seg.predict(frame_bgr), self.det.predict(frame_bgr)
-        return PeerOutput(s.seg, d.boxes, d.scores, d.labels)
+        return Prediction(s.seg, d.boxes, d.scores, d.labels)

@@ -1,0 +1,72 @@
+"""Predictors ``perception eval`` can score: our model through the runtime pipeline, or a peer.
+
+``build_predictor(spec)`` takes a model file (.onnx or .pt: our pipeline, exactly as ``perception run``
+uses it), ``default`` (the shipped model), or a peer name: ``peer:twinlitenet``, ``peer:nanodet`` or
+``peer:stack`` (both peers: TwinLiteNet for road and lanes, NanoDet-m for objects).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception.errors import ConfigError
+from perception.eval.prediction import Prediction
+
+PEER_NAMES = ("peer:twinlitenet", "peer:nanodet", "peer:stack")
+
+
+class PipelinePredictor:
+    """Our model through ``perception.pipeline``: segmentation mapped back to frame pixels.
+
+    Args:
+        model: model file, or None for the shipped default model.
+        score_threshold: host-side score threshold (None: the model contract's). Fused models ran NMS with
+            the export threshold in the graph, so a lower value here cannot bring back boxes it cut.
+    """
+
+    def __init__(self, model: str | None = None, score_threshold: float | None = None, threads: int = 0):
+        import dataclasses
+
+        from perception.config import PipelineConfig
+        from perception.pipeline import build_pipeline
+
+        cfg = PipelineConfig(model=model)
+        cfg = dataclasses.replace(
+            cfg,
+            postprocess=dataclasses.replace(cfg.postprocess, score_threshold=score_threshold),
+            backend=dataclasses.replace(cfg.backend, threads=threads),
+        )
+        self.pipeline = build_pipeline(cfg)
+        self.name = self.pipeline.contract.name
+        self.seg_classes = tuple(self.pipeline.contract.seg_classes)
+        self.det_classes = tuple(self.pipeline.contract.det_classes)
+
+    def predict(self, image_bgr: np.ndarray) -> Prediction:
+        from perception.types import Frame
+
+        result = self.pipeline(Frame(index=0, timestamp_s=0.0, image=image_bgr))
+        seg = None if result.seg is None else result.letterbox.mask_to_frame(result.seg.class_ids)
+        d = result.detections
+        return Prediction(
+            seg=seg,
+            boxes=np.asarray(d.boxes_xyxy, np.float32).reshape(-1, 4),
+            scores=np.asarray(d.scores, np.float32),
+            labels=np.asarray(d.labels, np.int64),
+        )
+
+
+def build_predictor(spec: str, threads: int = 0, score_threshold: float | None = None):
+    """A predictor with ``name``, ``seg_classes``, ``det_classes`` and ``predict(image_bgr) -> Prediction``."""
+    from perception.eval import peers
+
+    if spec.startswith("peer:"):
+        if spec not in PEER_NAMES:
+            raise ConfigError(f"unknown peer {spec!r} (valid: {', '.join(PEER_NAMES)})")
+        kind = spec.split(":", 1)[1]
+        model = {"twinlitenet": peers.TwinLiteNet, "nanodet": peers.NanoDet, "stack": peers.PeerStack}[kind](
+            threads=threads
+        )
+        model.seg_classes = ("background", "drivable", "lane")
+        model.det_classes = peers.DET_CLASSES
+        return model
+    return PipelinePredictor(None if spec == "default" else spec, score_threshold=score_threshold, threads=threads)
