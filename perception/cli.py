@@ -217,6 +217,70 @@ def cmd_data_montage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import cv2
+
+    from perception.data.registry import build_dataset, parse_data_spec
+    from perception.eval.evaluate import evaluate, format_table
+    from perception.eval.predictors import build_predictor
+    from perception.sinks import ensure_writable_dir
+
+    cv2.setNumThreads(1)
+    models = list(args.compare) if args.compare else (args.model or ["default"])
+    kind, root = parse_data_spec(args.data)
+    dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map)
+    out = Path(args.out) if args.out else Path("out") / "eval" / f"{kind}_{args.split}"
+    ensure_writable_dir(out)
+    results: dict[str, dict[str, float]] = {}
+    for spec in models:
+        predictor = build_predictor(spec, threads=args.threads, score_threshold=args.score)
+        log.info("evaluating %s on %s %s (%d samples)", spec, kind, args.split, len(dataset))
+        try:
+            result = evaluate(predictor, dataset, max_frames=args.max_frames, progress=not args.quiet)
+        except ValueError as err:
+            raise ConfigError(f"{spec} on {args.data}: {err}") from err
+        name = spec if spec not in results else f"{spec}#{len(results)}"
+        results[name] = result.metrics
+        target = out if len(models) == 1 else out / _safe_name(name)
+        ensure_writable_dir(target)
+        payload = {
+            "model": spec,
+            "data": args.data,
+            "split": args.split,
+            "metrics": result.metrics,
+            "skipped": result.skipped.examples,
+            "frames": result.frames,
+        }
+        (target / "metrics.json").write_text(json.dumps(_nan_to_null(payload), indent=2) + "\n")
+        if result.skipped.total:
+            log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
+    keys = [
+        k
+        for k in next(iter(results.values()))
+        if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "speed.fps"))
+        or k in ("frames", "skipped")
+    ]
+    print(format_table(results, keys))
+    if len(models) > 1:
+        (out / "comparison.json").write_text(json.dumps(_nan_to_null(results), indent=2) + "\n")
+    return 0
+
+
+def _nan_to_null(value):
+    """Strict JSON: undefined metrics (NaN: e.g. AP of a class with no ground truth) become null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
+def _safe_name(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec).name if spec) or "model"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
@@ -263,6 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
     synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     synth.set_defaults(func=cmd_synth)
+
+    ev = sub.add_parser("eval", parents=[common], help="score models on a labelled dataset (IoU, Dice, mAP)")
+    ev.add_argument(
+        "--model",
+        action="append",
+        help="model file, 'default', or a peer: peer:twinlitenet, peer:nanodet, peer:stack (repeatable)",
+    )
+    ev.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two models side by side with the difference")
+    ev.add_argument("--data", required=True, help="KIND:PATH, e.g. camvid:../shared/data/camvid")
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--class-map", help="class-map YAML (default: configs/datasets/<kind>.yaml)")
+    ev.add_argument("--out", help="output folder (default: out/eval/<kind>_<split>)")
+    ev.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
+    ev.add_argument("--score", type=float, help="host-side detection score threshold (default: the model's)")
+    ev.add_argument("--max-frames", type=int, help="evaluate only the first N samples")
+    ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", parents=[common], help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

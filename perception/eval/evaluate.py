@@ -1,0 +1,147 @@
+"""Run a predictor over a dataset and score it: one confusion matrix, one detection accumulator, the
+lane-paint boundary metric, and the speed of the predictor, all accumulated over the whole dataset.
+
+Samples whose lane paint is not labelled (``lane_labelled=False``, e.g. CamVid, where paint is labelled
+Road) are scored with predicted lane counted as drivable (``merge_pred={lane: drivable}``): a correct lane
+prediction on paint is not punished as "wrong road", and such samples say nothing about the lane class.
+A sample that fails to load is counted and reported (``skipped``), not silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perception.data.base import Dataset, SkipLog
+from perception.data.sample import DatasetError
+from perception.eval.detection import DetectionAccumulator
+from perception.eval.segmentation import BoundaryAccumulator, ConfusionMatrix
+
+
+@dataclass
+class EvalResult:
+    """Flat metrics (stable keys) plus per-frame records for reports."""
+
+    metrics: dict[str, float]
+    frames: list[dict] = field(default_factory=list)
+    skipped: SkipLog = field(default_factory=SkipLog)
+    detection: object | None = None  # DetectionResult, for PR curves
+    confusion: np.ndarray | None = None
+
+
+def evaluate(
+    predictor,
+    dataset: Dataset,
+    boundary_tolerance_px: float = 2.0,
+    max_frames: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Score ``predictor`` (``predict(image_bgr) -> Prediction``) on every sample of ``dataset``.
+
+    Raises ValueError when the predictor's classes cannot be matched with the dataset's, or a prediction's
+    mask has another size than the sample's.
+    """
+    seg_classes = tuple(dataset.seg_classes)
+    det_classes = tuple(dataset.det_classes)
+    if tuple(predictor.seg_classes) != seg_classes or tuple(predictor.det_classes) != det_classes:
+        raise ValueError(
+            f"classes differ: model seg {list(predictor.seg_classes)} det {list(predictor.det_classes)}, "
+            f"dataset seg {list(seg_classes)} det {list(det_classes)}"
+        )
+    lane = seg_classes.index("lane") if "lane" in seg_classes else None
+    drivable = seg_classes.index("drivable") if "drivable" in seg_classes else None
+    confusion = ConfusionMatrix(seg_classes)
+    boundary = BoundaryAccumulator(lane, boundary_tolerance_px, "lane") if lane is not None else None
+    dets = DetectionAccumulator(det_classes)
+    skipped = SkipLog()
+    frames: list[dict] = []
+    times: list[float] = []
+    n = len(dataset) if max_frames is None else min(len(dataset), max_frames)
+    if n == 0:
+        raise ValueError(f"{dataset!r} has no samples to evaluate")
+    t_start = time.perf_counter()
+    for i in range(n):
+        try:
+            sample = dataset[i]
+        except DatasetError as err:
+            skipped.add(err)
+            continue
+        t0 = time.perf_counter()
+        pred = predictor.predict(sample.image)
+        times.append(time.perf_counter() - t0)
+        record: dict = {"index": i, "name": sample.name}
+        if sample.seg is not None and pred.seg is not None:
+            if pred.seg.shape != sample.seg.shape:
+                raise ValueError(f"{sample.name}: prediction mask {pred.seg.shape} but label {sample.seg.shape}")
+            merge = None
+            if lane is not None and drivable is not None and not sample.lane_labelled:
+                merge = {lane: drivable}
+            before = confusion.matrix.copy()
+            confusion.add(pred.seg, sample.seg, merge_pred=merge)
+            record["seg_iou"] = _frame_iou(confusion.matrix - before)
+            if boundary is not None and sample.lane_labelled:
+                boundary.add(pred.seg, sample.seg)
+        if sample.boxes is not None and len(det_classes):
+            dets.add(i, sample.boxes, sample.labels, sample.ignore, pred.boxes, pred.scores, pred.labels)
+            record["gt_boxes"] = int(len(sample.boxes))
+            record["dets"] = int(len(pred.boxes))
+        frames.append(record)
+        if progress:
+            rate = len(frames) / max(time.perf_counter() - t_start, 1e-9)
+            print(f"\r  {i + 1}/{n} frames  {rate:.1f} frames/s   ", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    metrics: dict[str, float] = {}
+    metrics.update(confusion.compute())
+    if "seg.iou.lane" in metrics:
+        metrics["lanes.iou"] = metrics["seg.iou.lane"]
+    if boundary is not None:
+        metrics.update(boundary.compute())
+    det_result = dets.compute() if len(det_classes) else None
+    if det_result is not None:
+        metrics.update(det_result.as_dict())
+    t = np.array(times)
+    metrics["speed.fps"] = float(1.0 / np.median(t)) if len(t) else math.nan
+    metrics["speed.ms_median"] = float(np.median(t) * 1e3) if len(t) else math.nan
+    metrics["frames"] = float(len(frames))
+    metrics["skipped"] = float(skipped.total)
+    return EvalResult(metrics, frames, skipped, det_result, confusion.matrix.copy())
+
+
+def _frame_iou(matrix: np.ndarray) -> float:
+    """Mean IoU over the classes present in one frame's confusion counts (for ranking worst frames)."""
+    tp = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    present = union > 0
+    return float((tp[present] / union[present]).mean()) if present.any() else math.nan
+
+
+def format_table(results: dict[str, dict[str, float]], keys: list[str] | None = None) -> str:
+    """A one-screen table: rows are metric keys, columns the models (with a difference column for two)."""
+    names = list(results)
+    if keys is None:
+        keys = [k for k in results[names[0]] if not k.startswith(("det.best_f1", "seg.precision", "seg.recall"))]
+    width = max(len(k) for k in keys) + 2
+    head = f"{'metric':<{width}}" + "".join(f"{n[:16]:>17}" for n in names)
+    if len(names) == 2:
+        head += f"{'diff':>10}"
+    lines = [head, "-" * len(head)]
+    for k in keys:
+        vals = [results[n].get(k, math.nan) for n in names]
+        row = f"{k:<{width}}" + "".join(f"{_fmt(v):>17}" for v in vals)
+        if len(names) == 2:
+            row += f"{_fmt(vals[1] - vals[0]):>10}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _fmt(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if abs(v) >= 100 or float(v).is_integer():
+        return f"{v:.0f}" if abs(v) >= 100 else f"{v:g}"
+    return f"{v:.4f}"

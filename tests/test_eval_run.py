@@ -1,0 +1,120 @@
+"""The evaluation loop and `perception eval`: a perfect predictor scores 1, partial labels, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from perception.data.base import Dataset
+from perception.data.sample import DatasetError, Sample
+from perception.eval.evaluate import evaluate
+from perception.eval.prediction import Prediction
+
+
+class Tiny(Dataset):
+    kind = "tiny"
+
+    def __init__(self, tmp_path, lane_labelled=True, broken=()):
+        from perception.data.classmap import ClassMap
+
+        super().__init__(tmp_path, "val", ClassMap())
+        self.lane_labelled = lane_labelled
+        self.broken = set(broken)
+        self.names = [f"s{i}" for i in range(4)]
+
+    def load(self, i):
+        if i in self.broken:
+            raise DatasetError(f"s{i}.png: corrupt")
+        seg = np.zeros((40, 60), np.uint8)
+        seg[20:, :] = 1
+        seg[20:, 28:31] = 2
+        seg[0, 0] = 255
+        boxes = np.array([[5, 22, 15 + i, 35], [40, 25, 50, 38]], np.float32)
+        return Sample(
+            np.zeros((40, 60, 3), np.uint8),
+            f"s{i}",
+            seg,
+            self.lane_labelled,
+            boxes,
+            np.array([0, 1], np.int64),
+            np.zeros(2, bool),
+        )
+
+
+class Oracle:
+    """Predicts the labels themselves (lane paint shown as lane even where the dataset does not label it)."""
+
+    seg_classes = ("background", "drivable", "lane")
+    det_classes = ("car", "pedestrian", "cyclist", "traffic_sign")
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.i = 0
+
+    def predict(self, image):
+        while self.i in self.dataset.broken:
+            self.i += 1
+        s = self.dataset.load(self.i)
+        self.i += 1
+        seg = s.seg.copy()
+        seg[seg == 255] = 0
+        return Prediction(seg, s.boxes, np.array([0.9, 0.8], np.float32), s.labels)
+
+
+def test_perfect_predictions_score_one(tmp_path):
+    ds = Tiny(tmp_path)
+    m = evaluate(Oracle(ds), ds).metrics
+    assert m["seg.miou"] == 1.0 and m["seg.iou.lane"] == 1.0 and m["lanes.iou"] == 1.0
+    assert m["det.map"] == pytest.approx(1.0) and m["det.ap50.car"] == pytest.approx(1.0)
+    assert np.isnan(m["det.ap50.cyclist"])  # no ground truth: excluded, not zero
+    assert m["seg.ignored"] == 4 and m["frames"] == 4
+
+
+def test_unlabelled_lane_counts_lane_prediction_as_road_and_broken_samples_are_counted(tmp_path):
+    ds = Tiny(tmp_path, lane_labelled=False, broken=(2,))
+    # Without lane labels the dataset calls paint road (class 1): make its target so.
+    ds_load = ds.load
+
+    def load(i):
+        s = ds_load(i)
+        seg = s.seg.copy()
+        seg[seg == 2] = 1
+        return Sample(s.image, s.name, seg, False, s.boxes, s.labels, s.ignore)
+
+    ds.load = load
+    result = evaluate(Oracle(Tiny(tmp_path, broken=(2,))), ds)
+    assert result.metrics["seg.iou.drivable"] == 1.0  # lane on paint is not punished as wrong road
+    assert result.metrics["skipped"] == 1 and "s2.png" in result.skipped.examples[0]
+
+
+def test_wrong_mask_size_and_class_mismatch_are_errors(tmp_path):
+    ds = Tiny(tmp_path)
+
+    class Bad(Oracle):
+        def predict(self, image):
+            return Prediction(np.zeros((10, 10), np.uint8), np.zeros((0, 4), np.float32), np.zeros(0), np.zeros(0))
+
+    with pytest.raises(ValueError, match="prediction mask"):
+        evaluate(Bad(ds), ds)
+    other = Oracle(ds)
+    other.det_classes = ("person",)
+    with pytest.raises(ValueError, match="classes differ"):
+        evaluate(other, ds)
+
+
+def test_cli_eval_writes_metrics_and_compares(tmp_path, fused_model, capsys):
+    from perception.cli import main
+    from perception.data.synth.generate import SynthOptions, write_synth_dataset
+
+    data = tmp_path / "syn"
+    write_synth_dataset(data, 2, seed=3, val_fraction=0.5, opts=SynthOptions(size=(224, 128)))
+    out = tmp_path / "ev"
+    argv = ["eval", "--compare", str(fused_model), str(fused_model), "--data", f"synthetic:{data}", "--out", str(out)]
+    assert main([*argv, "-q"]) == 0
+    table = capsys.readouterr().out
+    assert "seg.miou" in table and "diff" in table
+    metrics = json.loads(next(out.glob("*/metrics.json")).read_text(), parse_constant=pytest.fail)["metrics"]
+    assert {"seg.miou", "seg.miou_fg", "det.map", "det.map50", "lanes.iou", "speed.fps"} <= set(metrics)
+    assert main(["eval", "--data", f"synthetic:{data}", "--split", "nope", "--out", str(out), "-q"]) == 1
