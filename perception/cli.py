@@ -223,6 +223,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from perception.data.registry import build_dataset, parse_data_spec
     from perception.eval.evaluate import evaluate, format_table
     from perception.eval.predictors import build_predictor
+    from perception.eval.report import safe_name, write_eval_plots, write_report
     from perception.sinks import ensure_writable_dir
 
     cv2.setNumThreads(1)
@@ -241,7 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"{spec} on {args.data}: {err}") from err
         name = spec if spec not in results else f"{spec}#{len(results)}"
         results[name] = result.metrics
-        target = out if len(models) == 1 else out / _safe_name(name)
+        target = out if len(models) == 1 else out / safe_name(name)
         ensure_writable_dir(target)
         payload = {
             "model": spec,
@@ -252,6 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "frames": result.frames,
         }
         (target / "metrics.json").write_text(json.dumps(_nan_to_null(payload), indent=2) + "\n")
+        write_eval_plots(target, result, predictor, dataset)
         if result.skipped.total:
             log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
     keys = [
@@ -263,6 +265,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(results, keys))
     if len(models) > 1:
         (out / "comparison.json").write_text(json.dumps(_nan_to_null(results), indent=2) + "\n")
+    report = write_report(out, results, args.data, args.split, dataset.seg_classes, dataset.det_classes)
+    print(f"report: {report}")
     return 0
 
 
@@ -275,10 +279,6 @@ def _nan_to_null(value):
     if isinstance(value, list):
         return [_nan_to_null(v) for v in value]
     return value
-
-
-def _safe_name(spec: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec).name if spec) or "model"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,3 +118,17 @@ def test_cli_eval_writes_metrics_and_compares(tmp_path, fused_model, capsys):
     metrics = json.loads(next(out.glob("*/metrics.json")).read_text(), parse_constant=pytest.fail)["metrics"]
     assert {"seg.miou", "seg.miou_fg", "det.map", "det.map50", "lanes.iou", "speed.fps"} <= set(metrics)
     assert main(["eval", "--data", f"synthetic:{data}", "--split", "nope", "--out", str(out), "-q"]) == 1
+
+
+def test_report_and_plots_are_written(tmp_path, fused_model):
+    from perception.cli import main
+    from perception.data.synth.generate import SynthOptions, write_synth_dataset
+
+    data = tmp_path / "syn"
+    write_synth_dataset(data, 2, seed=4, val_fraction=0.5, opts=SynthOptions(size=(224, 128)))
+    out = tmp_path / "ev"
+    assert main(["eval", "--model", str(fused_model), "--data", f"synthetic:{data}", "--out", str(out), "-q"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| `seg.miou` |" in report and "| `det.map` |" in report
+    for png in ("confusion.png", "worst_frames.png", "pr_curves.png"):
+        assert (out / png).stat().st_size > 1000, png
