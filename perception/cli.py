@@ -259,7 +259,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     keys = [
         k
         for k in next(iter(results.values()))
-        if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "speed.fps"))
+        if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps"))
         or k in ("frames", "skipped")
     ]
     print(format_table(results, keys))

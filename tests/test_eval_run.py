@@ -132,3 +132,20 @@ def test_report_and_plots_are_written(tmp_path, fused_model):
     assert "| `seg.miou` |" in report and "| `det.map` |" in report
     for png in ("confusion.png", "worst_frames.png", "pr_curves.png"):
         assert (out / png).stat().st_size > 1000, png
+
+
+def test_clip_frames_feed_the_video_metrics(tmp_path):
+    ds = Tiny(tmp_path)
+    load = ds.load
+
+    def in_clip(i):
+        s = load(i)
+        return Sample(s.image, s.name, s.seg, True, s.boxes, s.labels, s.ignore, meta={"clip": "c0", "frame_index": i})
+
+    ds.load = in_clip
+    m = evaluate(Oracle(Tiny(tmp_path)), ds).metrics
+    assert m["video.mask_iou.drivable"] == 1.0  # the oracle's road never moves
+    assert m["video.box_triples"] == 2 * 2  # 4 frames -> 2 triples, 2 objects each
+    assert m["video.box_jitter"] == pytest.approx(0.0)  # the car box grows 1 px a frame: constant change
+    plain = evaluate(Oracle(Tiny(tmp_path)), Tiny(tmp_path)).metrics
+    assert not any(k.startswith("video.") for k in plain)

@@ -5,6 +5,9 @@ Samples whose lane paint is not labelled (``lane_labelled=False``, e.g. CamVid, 
 Road) are scored with predicted lane counted as drivable (``merge_pred={lane: drivable}``): a correct lane
 prediction on paint is not punished as "wrong road", and such samples say nothing about the lane class.
 A sample that fails to load is counted and reported (``skipped``), not silently dropped.
+
+Samples that belong to a clip (``meta["clip"]``, as ``perception synth --clips`` writes them, in frame
+order) also feed the temporal-stability metrics (``video.*``, see ``perception/eval/video.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from perception.data.base import Dataset, SkipLog
 from perception.data.sample import DatasetError
 from perception.eval.detection import DetectionAccumulator
 from perception.eval.segmentation import BoundaryAccumulator, ConfusionMatrix
+from perception.eval.video import TemporalStability
 
 
 @dataclass
@@ -57,6 +61,8 @@ def evaluate(
     confusion = ConfusionMatrix(seg_classes)
     boundary = BoundaryAccumulator(lane, boundary_tolerance_px, "lane") if lane is not None else None
     dets = DetectionAccumulator(det_classes)
+    video = TemporalStability(seg_classes)
+    clip = None
     skipped = SkipLog()
     frames: list[dict] = []
     times: list[float] = []
@@ -89,6 +95,14 @@ def evaluate(
             dets.add(i, sample.boxes, sample.labels, sample.ignore, pred.boxes, pred.scores, pred.labels)
             record["gt_boxes"] = int(len(sample.boxes))
             record["dets"] = int(len(pred.boxes))
+        if "clip" in sample.meta:
+            if sample.meta["clip"] != clip:
+                clip = sample.meta["clip"]
+                video.start_clip()
+            video.add(pred.seg, pred.boxes, pred.labels)
+        elif clip is not None:
+            clip = None
+            video.start_clip()
         frames.append(record)
         if progress:
             rate = len(frames) / max(time.perf_counter() - t_start, 1e-9)
@@ -101,6 +115,8 @@ def evaluate(
         metrics["lanes.iou"] = metrics["seg.iou.lane"]
     if boundary is not None:
         metrics.update(boundary.compute())
+    if video.jitter_n or video.union.any() or video.gap_candidates:
+        metrics.update(video.compute())
     det_result = dets.compute() if len(det_classes) else None
     if det_result is not None:
         metrics.update(det_result.as_dict())

@@ -115,6 +115,16 @@ def write_report(
         + [f"det.ap50.{c}" for c in det_classes]
         + [f"det.best_f1_score.{c}" for c in det_classes],
     )
+    table(
+        "Video stability (clips)",
+        [
+            "video.mask_iou.drivable",
+            "video.mask_iou.lane",
+            "video.box_jitter",
+            "video.box_dropouts",
+            "video.box_triples",
+        ],
+    )
     table("Speed and coverage", ["speed.fps", "speed.ms_median", "frames", "skipped"])
     for n in names:
         folder = out if len(names) == 1 else out / safe_name(n)
