@@ -258,7 +258,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
     keys = [
         k
-        for k in next(iter(results.values()))
+        for k in dict.fromkeys(k for metrics in results.values() for k in metrics)  # every model's keys, in order
         if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps"))
         or k in ("frames", "skipped")
     ]

@@ -149,3 +149,15 @@ def test_clip_frames_feed_the_video_metrics(tmp_path):
     assert m["video.box_jitter"] == pytest.approx(0.0)  # the car box grows 1 px a frame: constant change
     plain = evaluate(Oracle(Tiny(tmp_path)), Tiny(tmp_path)).metrics
     assert not any(k.startswith("video.") for k in plain)
+
+
+def test_single_task_predictor_is_not_scored_on_the_other_task(tmp_path):
+    ds = Tiny(tmp_path)
+    seg_only = Oracle(ds)
+    seg_only.det_classes = ()
+    m = evaluate(seg_only, ds).metrics
+    assert m["seg.miou"] == 1.0 and not any(k.startswith("det.") for k in m)
+    det_only = Oracle(Tiny(tmp_path))
+    det_only.seg_classes = ()
+    m = evaluate(det_only, ds).metrics
+    assert m["det.map50"] == pytest.approx(1.0) and not any(k.startswith("seg.") for k in m)

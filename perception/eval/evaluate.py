@@ -51,7 +51,10 @@ def evaluate(
     """
     seg_classes = tuple(dataset.seg_classes)
     det_classes = tuple(dataset.det_classes)
-    if tuple(predictor.seg_classes) != seg_classes or tuple(predictor.det_classes) != det_classes:
+    do_seg, do_det = bool(predictor.seg_classes), bool(predictor.det_classes)
+    if (do_seg and tuple(predictor.seg_classes) != seg_classes) or (
+        do_det and tuple(predictor.det_classes) != det_classes
+    ):
         raise ValueError(
             f"classes differ: model seg {list(predictor.seg_classes)} det {list(predictor.det_classes)}, "
             f"dataset seg {list(seg_classes)} det {list(det_classes)}"
@@ -80,7 +83,7 @@ def evaluate(
         pred = predictor.predict(sample.image)
         times.append(time.perf_counter() - t0)
         record: dict = {"index": i, "name": sample.name}
-        if sample.seg is not None and pred.seg is not None:
+        if do_seg and sample.seg is not None and pred.seg is not None:
             if pred.seg.shape != sample.seg.shape:
                 raise ValueError(f"{sample.name}: prediction mask {pred.seg.shape} but label {sample.seg.shape}")
             merge = None
@@ -91,7 +94,7 @@ def evaluate(
             record["seg_iou"] = _frame_iou(confusion.matrix - before)
             if boundary is not None and sample.lane_labelled:
                 boundary.add(pred.seg, sample.seg)
-        if sample.boxes is not None and len(det_classes):
+        if do_det and sample.boxes is not None and len(det_classes):
             dets.add(i, sample.boxes, sample.labels, sample.ignore, pred.boxes, pred.scores, pred.labels)
             record["gt_boxes"] = int(len(sample.boxes))
             record["dets"] = int(len(pred.boxes))
@@ -110,14 +113,15 @@ def evaluate(
     if progress:
         print(file=sys.stderr)
     metrics: dict[str, float] = {}
-    metrics.update(confusion.compute())
+    if do_seg:
+        metrics.update(confusion.compute())
     if "seg.iou.lane" in metrics:
         metrics["lanes.iou"] = metrics["seg.iou.lane"]
-    if boundary is not None:
+    if boundary is not None and do_seg:
         metrics.update(boundary.compute())
     if video.jitter_n or video.union.any() or video.gap_candidates:
         metrics.update(video.compute())
-    det_result = dets.compute() if len(det_classes) else None
+    det_result = dets.compute() if do_det and len(det_classes) else None
     if det_result is not None:
         metrics.update(det_result.as_dict())
     t = np.array(times)
@@ -125,7 +129,7 @@ def evaluate(
     metrics["speed.ms_median"] = float(np.median(t) * 1e3) if len(t) else math.nan
     metrics["frames"] = float(len(frames))
     metrics["skipped"] = float(skipped.total)
-    return EvalResult(metrics, frames, skipped, det_result, confusion.matrix.copy())
+    return EvalResult(metrics, frames, skipped, det_result, confusion.matrix.copy() if do_seg else None)
 
 
 def _frame_iou(matrix: np.ndarray) -> float:

@@ -56,7 +56,11 @@ class PipelinePredictor:
 
 
 def build_predictor(spec: str, threads: int = 0, score_threshold: float | None = None):
-    """A predictor with ``name``, ``seg_classes``, ``det_classes`` and ``predict(image_bgr) -> Prediction``."""
+    """A predictor with ``name``, ``seg_classes``, ``det_classes`` and ``predict(image_bgr) -> Prediction``.
+
+    An empty class list means the predictor does not do that task (a segmentation-only or detection-only
+    peer); ``evaluate`` then leaves that task's metrics out rather than scoring it as zero.
+    """
     from perception.eval import peers
 
     if spec.startswith("peer:"):
@@ -66,7 +70,8 @@ def build_predictor(spec: str, threads: int = 0, score_threshold: float | None =
         model = {"twinlitenet": peers.TwinLiteNet, "nanodet": peers.NanoDet, "stack": peers.PeerStack}[kind](
             threads=threads
         )
-        model.seg_classes = ("background", "drivable", "lane")
-        model.det_classes = peers.DET_CLASSES
+        # A single-task peer has no classes for the other task: that task is then not scored (not zero).
+        model.seg_classes = ("background", "drivable", "lane") if kind != "nanodet" else ()
+        model.det_classes = peers.DET_CLASSES if kind != "twinlitenet" else ()
         return model
     return PipelinePredictor(None if spec == "default" else spec, score_threshold=score_threshold, threads=threads)
