@@ -13,7 +13,6 @@ order) also feed the temporal-stability metrics (``video.*``, see ``perception/e
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from perception.data.sample import DatasetError
 from perception.eval.detection import DetectionAccumulator
 from perception.eval.segmentation import BoundaryAccumulator, ConfusionMatrix
 from perception.eval.video import TemporalStability
+from perception.progress import Progress
 
 
 @dataclass
@@ -72,7 +72,7 @@ def evaluate(
     n = len(dataset) if max_frames is None else min(len(dataset), max_frames)
     if n == 0:
         raise ValueError(f"{dataset!r} has no samples to evaluate")
-    t_start = time.perf_counter()
+    bar = Progress(n, enabled=progress)
     for i in range(n):
         try:
             sample = dataset[i]
@@ -107,11 +107,8 @@ def evaluate(
             clip = None
             video.start_clip()
         frames.append(record)
-        if progress:
-            rate = len(frames) / max(time.perf_counter() - t_start, 1e-9)
-            print(f"\r  {i + 1}/{n} frames  {rate:.1f} frames/s   ", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        bar.update(i + 1)
+    bar.finish()
     metrics: dict[str, float] = {}
     if do_seg:
         metrics.update(confusion.compute())

@@ -11,7 +11,6 @@ polylines with their image projections, the camera, and the ego car's true posit
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from perception.data.synth.effects import (
 )
 from perception.data.synth.render import CLUTTER, IGNORE, Rendered, Renderer
 from perception.data.synth.world import World, sample_world, step_world
+from perception.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +336,7 @@ def write_synth_dataset(
     tasks += [(_clip_frames, c, clip_frames, seed, fps, opts) for c in range(clips)]
     t0 = time.perf_counter()
     done = 0
+    bar = Progress(total, enabled=progress)
     desc = f"perception synth: seed {seed}, {n} frames, {clips} clips of {clip_frames}, size {opts.size}"
     with DatasetWriter(out, SEG_CLASSES, DET_CLASSES, description=desc) as writer:
         for result in _in_order(tasks, workers):
@@ -358,16 +359,8 @@ def write_synth_dataset(
             finally:
                 if video is not None:
                     video.release()
-            if progress:
-                _progress(done, total, t0)
+            bar.update(done)
         counts = writer.close()
     elapsed = time.perf_counter() - t0
-    if progress:
-        print(file=sys.stderr)
+    bar.finish()
     return {"counts": counts, "frames": done, "seconds": round(elapsed, 2), "fps": round(done / elapsed, 2)}
-
-
-def _progress(done: int, total: int, t0: float) -> None:
-    rate = done / max(time.perf_counter() - t0, 1e-9)
-    eta = (total - done) / max(rate, 1e-9)
-    print(f"\r  {done}/{total} frames  {rate:.1f} frames/s  ETA {eta:.0f} s   ", end="", file=sys.stderr, flush=True)
