@@ -23,6 +23,13 @@ def check_bad_boxes(bad_boxes: str) -> str:
     return bad_boxes
 
 
+def check_min_area(min_area: int) -> int:
+    """``min_area`` (pixels) for ``boxes_from_class_mask`` as an int; ValueError when below 1."""
+    if min_area < 1:
+        raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
+    return int(min_area)
+
+
 def sanitize_boxes(
     boxes: np.ndarray,
     labels: np.ndarray,

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from perception.data.base import Dataset
-from perception.data.boxes import boxes_from_class_mask, sanitize_boxes
+from perception.data.boxes import boxes_from_class_mask, check_min_area, sanitize_boxes
 from perception.data.classmap import ClassMap
 from perception.data.io import check_same_size, list_images, read_image, read_label
 from perception.data.sample import DatasetError, Sample
@@ -75,9 +75,7 @@ class CamVidDataset(Dataset):
         lane_autolabel: bool = False,
     ):
         super().__init__(root, split, class_map, bad_boxes)
-        if min_area < 1:
-            raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
-        self.min_area = int(min_area)
+        self.min_area = check_min_area(min_area)
         self.lane_autolabel = bool(lane_autolabel)
         if self.lane_autolabel and not {"drivable", "lane"} <= set(self.seg_classes):
             raise ValueError(f"lane_autolabel needs 'drivable' and 'lane' segmentation classes, got {self.seg_classes}")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from perception.data.base import Dataset, find_split_dir
-from perception.data.boxes import boxes_from_class_mask, boxes_from_instance_mask, sanitize_boxes
+from perception.data.boxes import boxes_from_class_mask, boxes_from_instance_mask, check_min_area, sanitize_boxes
 from perception.data.classmap import ClassMap
 from perception.data.io import check_same_size, read_image, read_label
 from perception.data.sample import DatasetError, Sample
@@ -87,9 +87,7 @@ class CityscapesDataset(Dataset):
         min_area: int = 20,
     ):
         super().__init__(root, split, class_map, bad_boxes)
-        if min_area < 1:
-            raise ValueError(f"min_area must be at least 1 pixel, got {min_area}")
-        self.min_area = int(min_area)
+        self.min_area = check_min_area(min_area)
         det_values = self.class_map.det_label_values()
         # Classes without instances in Cityscapes: boxes from the class mask (the thing classes are asked
         # of the class map per sample, so that det.unmapped: error can name the file).
