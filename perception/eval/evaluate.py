@@ -149,16 +149,17 @@ def format_table(results: dict[str, dict[str, float]], keys: list[str] | None = 
     lines = [head, "-" * len(head)]
     for k in keys:
         vals = [results[n].get(k, math.nan) for n in names]
-        row = f"{k:<{width}}" + "".join(f"{_fmt(v):>17}" for v in vals)
+        row = f"{k:<{width}}" + "".join(f"{format_metric(v):>17}" for v in vals)
         if len(names) == 2:
-            row += f"{_fmt(vals[1] - vals[0]):>10}"
+            row += f"{format_metric(vals[1] - vals[0]):>10}"
         lines.append(row)
     return "\n".join(lines)
 
 
-def _fmt(v: float) -> str:
+def format_metric(v: float | None, missing: str = "-") -> str:
+    """A metric value for tables: ``missing`` when undefined, whole numbers plain, others to 4 decimals."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
+        return missing
     if abs(v) >= 100 or float(v).is_integer():
         return f"{v:.0f}" if abs(v) >= 100 else f"{v:g}"
     return f"{v:.4f}"

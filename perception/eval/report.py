@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from perception.eval.evaluate import format_metric
 from perception.viz import det_color
 
 PLOT_BG = (255, 255, 255)
@@ -69,12 +70,6 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], cell: int = 1
     return img
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}"
-
-
 def write_report(
     out: Path,
     results: dict[str, dict[str, float]],
@@ -99,7 +94,9 @@ def write_report(
             return
         lines.extend([f"## {title}", "", "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"])
         for k in keys:
-            lines.append(f"| `{k}` | " + " | ".join(_fmt(results[n].get(k)) for n in names) + " |")
+            lines.append(
+                f"| `{k}` | " + " | ".join(format_metric(results[n].get(k), missing="–") for n in names) + " |"
+            )
         lines.append("")
 
     table(
