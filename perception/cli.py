@@ -139,7 +139,7 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as err:
@@ -223,7 +223,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from perception.data.registry import build_dataset, parse_data_spec
     from perception.eval.evaluate import evaluate, format_table
     from perception.eval.predictors import build_predictor
-    from perception.eval.report import safe_name, write_eval_plots, write_report
+    from perception.eval.report import nan_to_null, safe_name, write_eval_plots, write_report
     from perception.sinks import ensure_writable_dir
 
     cv2.setNumThreads(1)
@@ -252,7 +252,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "skipped": result.skipped.examples,
             "frames": result.frames,
         }
-        (target / "metrics.json").write_text(json.dumps(_nan_to_null(payload), indent=2) + "\n")
+        (target / "metrics.json").write_text(json.dumps(nan_to_null(payload), indent=2) + "\n")
         write_eval_plots(target, result, predictor, dataset)
         if result.skipped.total:
             log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
@@ -264,21 +264,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ]
     print(format_table(results, keys))
     if len(models) > 1:
-        (out / "comparison.json").write_text(json.dumps(_nan_to_null(results), indent=2) + "\n")
+        (out / "comparison.json").write_text(json.dumps(nan_to_null(results), indent=2) + "\n")
     report = write_report(out, results, args.data, args.split, dataset.seg_classes, dataset.det_classes)
     print(f"report: {report}")
     return 0
-
-
-def _nan_to_null(value):
-    """Strict JSON: undefined metrics (NaN: e.g. AP of a class with no ground truth) become null."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_null(v) for v in value]
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, default=200, help="independent frames (default 200)")
     synth.add_argument("--out", required=True, help="output folder (images, masks, COCO JSON, YOLO txt)")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same dataset (default 0)")
-    synth.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+    synth.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     synth.add_argument("--val", type=float, default=0.1, help="fraction of frames in the val split (default 0.1)")
     synth.add_argument("--clips", type=int, default=0, help="temporally coherent clips to add (default 0)")
     synth.add_argument("--clip-frames", type=int, default=60, help="frames per clip (default 60)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -25,7 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from perception.cli import parse_size
 from perception.data.autolabel import autolabel_lane_paint, estimate_horizon, evaluate_autolabel, paint_overlay
+from perception.eval.report import nan_to_null
 
 log = logging.getLogger("eval_lane_autolabel")
 
@@ -42,14 +43,6 @@ MONTAGE_FRAMES = (
     "0016E5_08111",
     "0016E5_08143",
 )
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 480x360, got {text!r}") from None
-    return w, h
 
 
 def parse_param(text: str) -> tuple[str, object]:
@@ -170,20 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         report["camvid_montage"] = {"path": str(args.camvid_montage), "frames": stats}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+        args.json.write_text(json.dumps(nan_to_null(report), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     return 0
-
-
-def _json_safe(value):
-    """NaN (a ratio of 0 / 0) becomes null, so the file is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":

@@ -134,6 +134,17 @@ def write_report(
     return path
 
 
+def nan_to_null(value):
+    """Strict JSON: undefined metrics (NaN, e.g. AP of a class with no ground truth) become null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_null(v) for v in value]
+    return value
+
+
 def safe_name(spec: str) -> str:
     """A folder name for a model spec (path or peer name)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec).name) or "model"
