@@ -101,6 +101,35 @@ def boxes_from_class_mask(
     )
 
 
+def instance_extents(instances: np.ndarray, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bounding box and pixel count of every listed instance id present in an instance mask, in one pass.
+
+    Args:
+        instances: integer [H, W] instance ids. ids: the ids to measure (others are ignored).
+    Returns:
+        (ids int64 [N] ascending, boxes float32 [N, 4] xyxy with exclusive x2/y2, areas int64 [N]) for the
+        listed ids that occur in the mask.
+    """
+    wanted = np.asarray(sorted(ids), dtype=np.int64)
+    ys, xs = np.nonzero(np.isin(instances, wanted))
+    found = instances[ys, xs].astype(np.int64)
+    if len(found) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    order = np.argsort(found, kind="stable")
+    found, xs, ys = found[order], xs[order], ys[order]
+    uniq, starts, counts = np.unique(found, return_index=True, return_counts=True)
+    boxes = np.stack(
+        [
+            np.minimum.reduceat(xs, starts),
+            np.minimum.reduceat(ys, starts),
+            np.maximum.reduceat(xs, starts) + 1,
+            np.maximum.reduceat(ys, starts) + 1,
+        ],
+        1,
+    )
+    return uniq, boxes.astype(np.float32), counts.astype(np.int64)
+
+
 def boxes_from_instance_mask(
     instances: np.ndarray, instance_class: Mapping[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,16 +141,5 @@ def boxes_from_instance_mask(
     Returns:
         (boxes float32 [N, 4] xyxy exclusive, labels int64 [N], areas int64 [N]) in instance-id order.
     """
-    boxes, labels, areas = [], [], []
-    for inst in sorted(instance_class):
-        ys, xs = np.nonzero(instances == inst)
-        if len(xs) == 0:
-            continue
-        boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
-        labels.append(instance_class[inst])
-        areas.append(len(xs))
-    return (
-        np.array(boxes, np.float32).reshape(-1, 4),
-        np.array(labels, np.int64),
-        np.array(areas, np.int64),
-    )
+    ids, boxes, areas = instance_extents(instances, instance_class)
+    return boxes, np.array([instance_class[int(i)] for i in ids], np.int64), areas

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from perception.camera import CameraModel, Mounting
+from perception.data.boxes import instance_extents
 from perception.data.sample import DET_CLASSES, SEG_CLASSES, Sample
 from perception.data.synth.effects import (
     Distorter,
@@ -30,7 +31,7 @@ from perception.data.synth.effects import (
     lens_camera,
     photometric,
 )
-from perception.data.synth.render import CLUTTER, IGNORE, Rendered, Renderer
+from perception.data.synth.render import IGNORE, Rendered, Renderer
 from perception.data.synth.world import World, sample_world, step_world
 from perception.progress import Progress
 
@@ -86,7 +87,9 @@ class FrameMaker:
 
     def make(self, world: World, name: str, rng: np.random.Generator, extra_meta: dict | None = None) -> Sample:
         r = self.renderer.render(world)
-        visible_px = _visible_counts(r.instance)  # before distortion, comparable with the renderer's counts
+        # Visible pixels before distortion, comparable with the renderer's own per-object counts.
+        ids, _, areas = instance_extents(r.instance, [o.track_id for o in r.objects])
+        visible_px = dict(zip(ids.tolist(), areas.tolist(), strict=True))
         if self.distorter is not None:
             d = self.distorter
             r = Rendered(
@@ -135,7 +138,8 @@ class FrameMaker:
         )
 
     def _boxes(self, r: Rendered, visible_px: dict[int, int]):
-        extents = _instance_extents(r.instance)
+        ids, found, _ = instance_extents(r.instance, [o.track_id for o in r.objects])
+        extents = {int(i): tuple(int(v) for v in b) for i, b in zip(ids, found, strict=True)}
         boxes, labels, ignore, objects = [], [], [], []
         h, w = r.seg.shape
         for info in r.objects:
@@ -171,31 +175,6 @@ class FrameMaker:
             np.array(ignore, bool),
             objects,
         )
-
-
-def _labelled_pixels(instance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    m = (instance > 0) & (instance != CLUTTER)
-    ys, xs = np.nonzero(m)
-    return ys, xs, instance[ys, xs]
-
-
-def _visible_counts(instance: np.ndarray) -> dict[int, int]:
-    _, _, ids = _labelled_pixels(instance)
-    u, c = np.unique(ids, return_counts=True)
-    return dict(zip(u.tolist(), c.tolist(), strict=True))
-
-
-def _instance_extents(instance: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
-    """Track id -> (x1, y1, x2, y2) of its visible pixels, x2/y2 exclusive."""
-    ys, xs, ids = _labelled_pixels(instance)
-    if len(ids) == 0:
-        return {}
-    order = np.argsort(ids, kind="stable")
-    ids, xs, ys = ids[order], xs[order], ys[order]
-    u, starts = np.unique(ids, return_index=True)
-    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
-    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
-    return {int(i): (int(a), int(b), int(c), int(d)) for i, a, b, c, d in zip(u, x0, y0, x1, y1, strict=True)}
 
 
 def ego_truth(world: World) -> dict:
