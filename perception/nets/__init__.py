@@ -11,10 +11,13 @@ from typing import Any
 
 import torch.nn as nn
 
+from perception.nets.multitask import MultiTaskNet, SeparateNets
 from perception.nets.tiny import TinyMultiTaskNet
 
 NETS: dict[str, Callable[..., nn.Module]] = {
     "tiny": TinyMultiTaskNet,
+    "multitask": MultiTaskNet,
+    "separate": SeparateNets,
 }
 
 
