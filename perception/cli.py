@@ -106,9 +106,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from perception.runtime import build_backend
 
-    backend = build_backend(args.backend or "auto", args.model)
+    kwargs = {"threads": args.threads} if args.threads is not None else {}
+    backend = build_backend(args.backend or "auto", args.model, **kwargs)
     print(json.dumps(backend.contract.to_dict(), indent=2))
     print(f"backend: {backend.description}", file=sys.stderr)
+    if args.time:
+        from perception.runtime.timing import time_forward
+
+        t = time_forward(backend, runs=args.time)
+        print(
+            f"network forward at {t['input']} on {os.cpu_count()} cores, {t['threads']} threads: median "
+            f"{t['median_ms']:.2f} ms, p90 {t['p90_ms']:.2f} ms over {args.time} runs "
+            f"({backend.description}; letterboxed frame in, outputs out, no host pre/post-processing)"
+        )
     return 0
 
 
@@ -270,6 +280,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from perception.train.config import TrainConfig
+    from perception.train.engine import train
+
+    cfg = load_config(args.config, TrainConfig)
+    overrides = {k: v for k, v in (("out", args.out), ("epochs", args.epochs), ("device", args.device)) if v}
+    if overrides.get("out"):
+        overrides["out"] = str(Path(overrides["out"]).resolve())
+    cfg = dataclasses.replace(cfg, **overrides)
+    result = train(cfg, args.config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"trained {result.epochs_run} epochs ({result.steps} steps) in {result.wall_s / 60:.1f} min; "
+            f"checkpoints: {result.last}" + (f", {result.best}" if result.best else "")
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from perception.export.checkpoint_export import export_checkpoint
+
+    report = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        score_threshold=args.score,
+        check_frames=args.check_frames,
+        name=args.name,
+    )
+    print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
@@ -296,8 +338,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
     run.set_defaults(func=cmd_run)
 
+    tr = sub.add_parser("train", parents=[common], help="train a network from a YAML config (torchrun for DDP)")
+    tr.add_argument("config", help="training config YAML (see configs/train/)")
+    tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt after a stop or kill")
+    tr.add_argument("--out", help="run folder (default: the config's 'out')")
+    tr.add_argument("--epochs", type=int, help="override the number of epochs")
+    tr.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's; auto = cuda when available)")
+    tr.set_defaults(func=cmd_train)
+
+    ex = sub.add_parser("export", parents=[common], help="export a checkpoint to fused ONNX and check it")
+    ex.add_argument("checkpoint", help="training checkpoint (.pt)")
+    ex.add_argument("--out", required=True, help="ONNX file to write")
+    ex.add_argument("--score", type=float, default=0.25, help="score threshold baked into the in-graph NMS")
+    ex.add_argument("--name", help="model name in the contract (default: the checkpoint's)")
+    ex.add_argument("--check-frames", help="image folder or video for the ONNX-vs-PyTorch check (default: noise)")
+    ex.set_defaults(func=cmd_export)
+
     inspect = sub.add_parser("inspect", parents=[common], help="print a model's contract after checking it")
     inspect.add_argument("model")
+    inspect.add_argument("--time", type=int, metavar="N", help="also time the network forward: median of N runs")
+    inspect.add_argument("--threads", type=int, help="inference threads for --time (0 = one per core)")
     inspect.add_argument("--backend", choices=["auto", "onnxruntime", "torch"])
     inspect.set_defaults(func=cmd_inspect)
 

@@ -24,19 +24,21 @@ class PipelinePredictor:
             the export threshold in the graph, so a lower value here cannot bring back boxes it cut.
     """
 
-    def __init__(self, model: str | None = None, score_threshold: float | None = None, threads: int = 0):
+    def __init__(self, model: str | None = None, score_threshold: float | None = None, threads: int = 0, pipeline=None):
         import dataclasses
 
         from perception.config import PipelineConfig
         from perception.pipeline import build_pipeline
 
-        cfg = PipelineConfig(model=model)
-        cfg = dataclasses.replace(
-            cfg,
-            postprocess=dataclasses.replace(cfg.postprocess, score_threshold=score_threshold),
-            backend=dataclasses.replace(cfg.backend, threads=threads),
-        )
-        self.pipeline = build_pipeline(cfg)
+        if pipeline is None:  # a ready pipeline: e.g. a network in training (perception.train.validate)
+            cfg = PipelineConfig(model=model)
+            cfg = dataclasses.replace(
+                cfg,
+                postprocess=dataclasses.replace(cfg.postprocess, score_threshold=score_threshold),
+                backend=dataclasses.replace(cfg.backend, threads=threads),
+            )
+            pipeline = build_pipeline(cfg)
+        self.pipeline = pipeline
         self.name = self.pipeline.contract.name
         self.seg_classes = tuple(self.pipeline.contract.seg_classes)
         self.det_classes = tuple(self.pipeline.contract.det_classes)

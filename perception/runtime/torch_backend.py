@@ -32,7 +32,6 @@ class TorchBackend(Backend):
         except ImportError as err:
             raise ModelError(f"{path}: the torch backend needs PyTorch: pip install '.[train]'") from err
         from perception.nets import build_net
-        from perception.nets.contract_graph import IMAGENET_MEAN, IMAGENET_STD, RawGraph
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -45,8 +44,6 @@ class TorchBackend(Backend):
             found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
             raise ModelError(f"{self.path}: checkpoint needs keys {list(CHECKPOINT_KEYS)}, found {found}")
         contract = ModelContract.from_dict(ckpt["contract"], str(self.path))
-        self.contract = replace(contract, format="raw")  # host decoding: this backend returns raw maps
-        norm = contract.extra.get("normalize", {})
         try:
             net = build_net(ckpt["arch"], **ckpt["arch_kwargs"])
             net.load_state_dict(ckpt["state_dict"])
@@ -54,6 +51,25 @@ class TorchBackend(Backend):
             raise ModelError(f"{self.path}: checkpoint does not build its network: {err}") from err
         if threads:
             torch.set_num_threads(threads)
+        self._setup(net, contract, device)
+        log.info("%s: running on %s", self.path.name, self.description)
+
+    @classmethod
+    def from_net(cls, net, contract: ModelContract, device: str = "cpu") -> TorchBackend:
+        """A backend around a network in memory (validation during training); ``net`` is not copied, and
+        is left in eval mode (the caller switches it back to train)."""
+        self = cls.__new__(cls)
+        self.path = Path(f"<{contract.name}>")
+        self._setup(net, contract, device)
+        return self
+
+    def _setup(self, net, contract: ModelContract, device: str) -> None:
+        import torch
+
+        from perception.nets.contract_graph import IMAGENET_MEAN, IMAGENET_STD, RawGraph
+
+        self.contract = replace(contract, format="raw")  # host decoding: this backend returns raw maps
+        norm = contract.extra.get("normalize", {})
         self.device = torch.device(device)
         self.graph = (
             RawGraph(net, contract.color, norm.get("mean", IMAGENET_MEAN), norm.get("std", IMAGENET_STD))
@@ -63,7 +79,6 @@ class TorchBackend(Backend):
         self._names = [name for name, _, _ in self.contract.expected_outputs()]
         self._torch = torch
         self.description = f"torch {torch.__version__} {self.device}"
-        log.info("%s: running on %s", self.path.name, self.description)
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         self.check_images(images)
