@@ -89,6 +89,7 @@ class OnnxRuntimeBackend(Backend):
             cache.mkdir(parents=True, exist_ok=True)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
+        self.threads = int(threads) or os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle ORT workers would otherwise busy-wait and starve the decode and writer threads that share
         # these few cores with inference.
