@@ -416,7 +416,10 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
     ddp_model: nn.Module = model
     if info.world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # a frozen encoder gets no gradients: DDP must not wait for them
+            find_unused_parameters=cfg.freeze_encoder_epochs > 0,
         )
 
     step_log = epoch_log = tb = None
