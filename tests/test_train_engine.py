@@ -219,3 +219,18 @@ def test_config_errors_are_config_errors(tmp_path):
     path.write_text("name: x\nout: y\n")
     with pytest.raises(ConfigError, match="missing key 'data'"):
         load_config(path, TrainConfig)
+
+
+def test_export_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
+    missing = tmp_path / "missing.pt"
+    assert main(["export", str(missing), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert f"{missing}: checkpoint not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["export", str(junk), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert f"{junk}: not a PyTorch checkpoint" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    torch.save({"weights": {}}, other)
+    assert main(["export", str(other), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "not a perception checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
