@@ -685,3 +685,20 @@ def test_multitask_loss_is_weighted_sum() -> None:
     assert parts["loss"] == pytest.approx(float(total), rel=1e-6)
     assert parts["seg"] == pytest.approx(float(ls), rel=1e-6) and parts["det"] == pytest.approx(float(ld), rel=1e-6)
     assert {"seg_ce", "seg_dice", "det_box", "det_cls", "num_fg"} <= parts.keys()
+
+
+def test_candidate_anchors_give_thin_boxes_a_candidate():
+    """A 4 px wide box between two stride-8 anchor columns has no centre inside, but one candidate."""
+    from perception.train.assign import candidate_anchors
+
+    centers, strides = anchor_centers([(8, 8)], [8])
+    centers, strides = torch.from_numpy(centers), torch.from_numpy(strides)
+    thin = torch.tensor([[[17.0, 10.0, 21.0, 40.0]]])  # x 17..21 holds column 20 already
+    between = torch.tensor([[[13.0, 10.0, 19.0, 40.0]]])  # x 13..19 holds no column centre (12, 20)
+    assert not centers_inside(centers, between).any()
+    cand = candidate_anchors(centers, between, strides)
+    assert set(centers[cand[0, 0]][:, 0].tolist()) == {12.0, 20.0}  # centred between both: both
+    assert candidate_anchors(centers, thin, strides).sum() >= centers_inside(centers, thin).sum()
+    # boxes wider and taller than the stride: exactly the strict inside test
+    big = torch.tensor([[[3.0, 5.0, 50.0, 37.0], [10.0, 10.0, 30.0, 60.0]]])
+    assert torch.equal(candidate_anchors(centers, big, strides), centers_inside(centers, big, margin=0.0))

@@ -1,6 +1,7 @@
 """Dynamic label assignment for the anchor-free detector: the task-aligned assigner of TOOD / YOLOv8.
 
-For every ground-truth box, the anchors whose centre lies inside it are ranked by the alignment metric
+For every ground-truth box, the anchors whose centre lies inside it (boxes thinner than a stride grown to
+one stride about their centre, ``candidate_anchors``) are ranked by the alignment metric
 ``score ** alpha * iou ** beta`` (the predicted score of the box's class times the IoU of the predicted
 box with it); the ``topk`` best become positives. An anchor claimed by several boxes keeps the one it
 overlaps most. Soft targets: each positive's class target is its alignment, normalised so that the best
@@ -45,6 +46,24 @@ def centers_inside(centers: torch.Tensor, boxes: torch.Tensor, margin: float = 1
     return (x > b[..., 0] + margin) & (y > b[..., 1] + margin) & (x < b[..., 2] - margin) & (y < b[..., 3] - margin)
 
 
+def candidate_anchors(centers: torch.Tensor, boxes: torch.Tensor, anchor_strides: torch.Tensor) -> torch.Tensor:
+    """bool [B, M, A]: anchor centre inside the box grown to at least one stride of its level per axis.
+
+    A box thinner than the stride (a distant pedestrian, a pole-mounted sign) may hold no anchor centre
+    of the finest level at all and would never be learnt; growing it about its centre to one stride gives
+    it at least one candidate per axis. Boxes wider than the stride are unchanged.
+    """
+    cx, cy = (boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2
+    half_w = ((boxes[..., 2] - boxes[..., 0]) / 2)[..., None]
+    half_h = ((boxes[..., 3] - boxes[..., 1]) / 2)[..., None]
+    half_s = anchor_strides / 2
+    dx = (centers[:, 0] - cx[..., None]).abs()
+    dy = (centers[:, 1] - cy[..., None]).abs()
+    # strict for the box itself; inclusive for the one-stride growth, so a box centred exactly between two
+    # anchor columns gets both rather than neither
+    return ((dx < half_w) | (dx <= half_s)) & ((dy < half_h) | (dy <= half_s))
+
+
 @torch.no_grad()
 def task_aligned_assign(
     pred_scores: torch.Tensor,
@@ -57,6 +76,7 @@ def task_aligned_assign(
     topk: int = 10,
     alpha: float = 1.0,
     beta: float = 6.0,
+    anchor_strides: torch.Tensor | None = None,
 ) -> Assignment:
     """Assign ground truth to anchors.
 
@@ -67,6 +87,8 @@ def task_aligned_assign(
         gt_boxes: float [B, M, 4] xyxy input pixels, padded; gt_labels: long [B, M]; gt_valid: bool [B, M]
             (False for padding and for ignore boxes, which never make positives).
         topk: candidates per box; alpha, beta: exponents of the alignment metric.
+        anchor_strides: float [A], each anchor's stride; given, boxes thinner than a stride also take the
+            anchors of ``candidate_anchors`` (else only centres strictly inside the box are candidates).
     Returns:
         ``Assignment``; with M == 0 or no valid box everything is background.
     """
@@ -80,7 +102,11 @@ def task_aligned_assign(
             torch.zeros(b, a, c, device=device),
             torch.zeros(b, a, dtype=torch.long, device=device),
         )
-    inside = centers_inside(centers, gt_boxes) & gt_valid[..., None]  # [B, M, A]
+    if anchor_strides is None:
+        inside = centers_inside(centers, gt_boxes)
+    else:
+        inside = candidate_anchors(centers, gt_boxes, anchor_strides)
+    inside = inside & gt_valid[..., None]  # [B, M, A]
     ious = box_iou_pairwise(gt_boxes, pred_boxes.float()).clamp(min=0)  # [B, M, A]
     labels = gt_labels.clamp(min=0, max=c - 1)
     cls_score = pred_scores.float().transpose(1, 2).gather(1, labels[..., None].expand(b, m, a))  # [B, M, A]

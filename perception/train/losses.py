@@ -190,6 +190,7 @@ class DetectionLoss:
             topk=self.topk,
             alpha=self.alpha,
             beta=self.beta,
+            anchor_strides=stride,
         )
         norm = asg.target_scores.sum().clamp(min=1.0)
         # class loss, with anchors inside ignore boxes left out unless assigned
