@@ -60,8 +60,8 @@ def count_gflops(net: nn.Module, input_size: tuple[int, int]) -> float:
 
 def load_net(path: str | os.PathLike):
     """(network in eval mode, contract, arch, arch_kwargs, checkpoint dict) from a checkpoint file."""
-    from perception.nets import build_net
     from perception.runtime.contract import ModelContract
+    from perception.train.checkpoints import build_checkpoint_net
     from perception.train.engine import load_checkpoint
 
     path = Path(path)
@@ -69,11 +69,7 @@ def load_net(path: str | os.PathLike):
     if "contract" not in ckpt:
         raise ModelError(f"{path}: checkpoint has no model contract")
     contract = ModelContract.from_dict(ckpt["contract"], str(path))
-    try:
-        net = build_net(ckpt["arch"], **ckpt["arch_kwargs"])
-        net.load_state_dict(ckpt["state_dict"])
-    except (ValueError, RuntimeError, TypeError) as err:
-        raise ModelError(f"{path}: checkpoint does not build its network: {err}") from err
+    net = build_checkpoint_net(ckpt, path)
     return net.eval(), contract, ckpt["arch"], ckpt["arch_kwargs"], ckpt
 
 

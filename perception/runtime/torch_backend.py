@@ -31,7 +31,7 @@ class TorchBackend(Backend):
             import torch
         except ImportError as err:
             raise ModelError(f"{path}: the torch backend needs PyTorch: pip install '.[train]'") from err
-        from perception.nets import build_net
+        from perception.train.checkpoints import build_checkpoint_net
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -44,11 +44,7 @@ class TorchBackend(Backend):
             found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
             raise ModelError(f"{self.path}: checkpoint needs keys {list(CHECKPOINT_KEYS)}, found {found}")
         contract = ModelContract.from_dict(ckpt["contract"], str(self.path))
-        try:
-            net = build_net(ckpt["arch"], **ckpt["arch_kwargs"])
-            net.load_state_dict(ckpt["state_dict"])
-        except (ValueError, RuntimeError, TypeError) as err:
-            raise ModelError(f"{self.path}: checkpoint does not build its network: {err}") from err
+        net = build_checkpoint_net(ckpt, self.path)
         if threads:
             torch.set_num_threads(threads)
         self._setup(net, contract, device)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from perception.errors import ModelError
 from perception.runtime.contract import ModelContract
 
 
@@ -40,3 +41,16 @@ def save_model_checkpoint(
     )
     os.replace(tmp, path)
     return path
+
+
+def build_checkpoint_net(ckpt: dict[str, Any], source: str | os.PathLike) -> nn.Module:
+    """The network a loaded checkpoint dict describes (``arch``, ``arch_kwargs``) with its ``state_dict``;
+    ModelError naming ``source`` when they do not build or fit."""
+    from perception.nets import build_net
+
+    try:
+        net = build_net(ckpt["arch"], **ckpt["arch_kwargs"])
+        net.load_state_dict(ckpt["state_dict"])
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise ModelError(f"{source}: checkpoint does not build its network: {err}") from err
+    return net
