@@ -15,9 +15,9 @@ import numpy as np
 
 from perception.camera import load_camera
 from perception.config import PipelineConfig, resolve
-from perception.errors import ModelError
+from perception.errors import ConfigError, ModelError
 from perception.postprocess.outputs import DetectionSettings, unpack_outputs
-from perception.preprocess import Preprocessor
+from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
 from perception.types import Detections, Frame, SceneResult
 
@@ -42,6 +42,10 @@ def default_model_path() -> Path:
 class Pipeline:
     """Runs frames through one model.
 
+    A whole-frame model (``contract.frame_size``) letterboxes in its graph: the preprocessor then hands the
+    frame over unchanged, boxes come back in frame pixels, and only the segmentation map needs the
+    frame → network letterbox geometry.
+
     Args:
         backend: inference backend holding the model and its contract.
         preprocessor: letterbox (and undistortion/ROI) matching the contract's input.
@@ -50,9 +54,22 @@ class Pipeline:
 
     def __init__(self, backend: Backend, preprocessor: Preprocessor, settings: DetectionSettings):
         contract = backend.contract
-        if preprocessor.input_size != tuple(contract.input_size):
-            raise ValueError(f"preprocessor makes {preprocessor.input_size} inputs, model wants {contract.input_size}")
+        if preprocessor.input_size != tuple(contract.graph_input_size):
+            raise ValueError(
+                f"preprocessor makes {preprocessor.input_size} inputs, model wants {contract.graph_input_size}"
+            )
+        if contract.frame_size is not None and (preprocessor.undistort or preprocessor.roi_xywh is not None):
+            raise ConfigError(
+                f"model '{contract.name}' letterboxes whole {contract.frame_size[1]}x{contract.frame_size[0]} "
+                "frames in its graph; undistortion and --roi need a model exported without --frame-size"
+            )
         self.backend = backend
+        # Where a whole-frame model's graph puts the frame; the seg map lives in that geometry.
+        self.graph_letterbox = (
+            letterbox_geometry(contract.frame_size, contract.input_size, None, contract.align)
+            if contract.frame_size is not None
+            else None
+        )
         self.preprocessor = preprocessor
         self.settings = settings
         self.contract = contract
@@ -65,6 +82,8 @@ class Pipeline:
         """
         if not frames:
             return []
+        if self.graph_letterbox is not None:
+            self._check_frame_size(frames)
         t0, c0 = time.perf_counter(), time.thread_time()
         prepared = [self.preprocessor(f) for f in frames]
         t1, c1 = time.perf_counter(), time.thread_time()
@@ -78,7 +97,7 @@ class Pipeline:
                 if len(dets_in)
                 else dets_in
             )
-            results.append((frame, lb, seg, dets))
+            results.append((frame, self.graph_letterbox or lb, seg, dets))
         t3, c3 = time.perf_counter(), time.thread_time()
         n = len(frames)
         # Wall clock per stage, plus this thread's CPU time for the host stages: on a saturated CPU the
@@ -104,6 +123,16 @@ class Pipeline:
             for frame, lb, seg, dets in results
         ]
 
+    def _check_frame_size(self, frames: Sequence[Frame]) -> None:
+        fs = self.contract.frame_size
+        for frame in frames:
+            if frame.size_hw != tuple(fs):
+                raise ConfigError(
+                    f"{frame.source}: frame is {frame.size_hw[1]}x{frame.size_hw[0]}, model '{self.contract.name}' "
+                    f"was exported for whole {fs[1]}x{fs[0]} frames; export it with --frame-size "
+                    f"{frame.size_hw[1]}x{frame.size_hw[0]} or use a model without --frame-size"
+                )
+
     def __call__(self, frame: Frame) -> SceneResult:
         return self.process_batch([frame])[0]
 
@@ -125,7 +154,7 @@ def build_pipeline(config: PipelineConfig, config_file: str | os.PathLike | None
     camera_file = resolve(pc.camera, config_file)
     camera = load_camera(camera_file) if camera_file else None
     preprocessor = Preprocessor(
-        input_size=contract.input_size,
+        input_size=contract.graph_input_size,
         color=contract.color,
         pad_value=contract.pad_value,
         align=contract.align,

@@ -47,6 +47,7 @@ def letterbox_geometry(
 class _SizePlan:
     letterbox: Letterbox
     maps: tuple[np.ndarray, np.ndarray] | None  # fixed-point remap for undistort+resize, or None
+    passthrough: bool = False  # frame size == input size, no ROI, no undistortion, BGR
 
 
 class Preprocessor:
@@ -97,7 +98,10 @@ class Preprocessor:
                     raise ConfigError(f"roi {self.roi_xywh} (x, y, w, h) does not fit in a {fw}x{fh} frame")
             lb = letterbox_geometry(frame_hw, self.input_size, self.roi_xywh, self.align)
             maps = self._undistort_maps(lb) if self.undistort else None
-            plan = self._plans[frame_hw] = _SizePlan(lb, maps)
+            passthrough = (
+                maps is None and self.color == "BGR" and tuple(frame_hw) == self.input_size and self.roi_xywh is None
+            )
+            plan = self._plans[frame_hw] = _SizePlan(lb, maps, passthrough)
         return plan
 
     def _undistort_maps(self, lb: Letterbox) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +133,8 @@ class Preprocessor:
         image = frame.image if isinstance(frame, Frame) else frame
         plan = self._plan((image.shape[0], image.shape[1]))
         lb = plan.letterbox
+        if plan.passthrough:  # the frame already is the input (whole-frame models): no copy
+            return np.ascontiguousarray(image), lb
         ih, iw = self.input_size
         ch, cw = lb.content_hw
         out = np.empty((ih, iw, 3), dtype=np.uint8)

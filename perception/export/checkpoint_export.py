@@ -145,12 +145,15 @@ def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames:
     from perception.types import Frame
 
     onnx_pipe = build_pipeline(PipelineConfig(model=str(onnx_path)))
-    backend = TorchBackend.from_net(net, contract)
+    # The reference letterboxes on the host, also for a whole-frame export.
+    backend = TorchBackend.from_net(net, dataclasses.replace(contract, frame_size=None))
     fused = onnx_pipe.contract
     settings = DetectionSettings.from_contract(
         backend.contract, fused.score_threshold, fused.iou_threshold, fused.max_dets, False
     )
-    pre = Preprocessor(input_size=contract.input_size, color=contract.color, pad_value=contract.pad_value)
+    pre = Preprocessor(
+        input_size=contract.input_size, color=contract.color, pad_value=contract.pad_value, align=contract.align
+    )
     torch_pipe = Pipeline(backend, pre, settings)
     equal = total = 0
     n_onnx = n_torch = matched = 0
@@ -177,30 +180,98 @@ def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames:
     return ParityReport(len(frames), equal / max(total, 1), n_onnx, n_torch, matched, worst_iou, worst_diff)
 
 
+FORMATS = ("onnx", "onnx-raw", "onnx-int8", "tensorrt")
+
+
 def export_checkpoint(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
     score_threshold: float = 0.25,
     check_frames: str | None = None,
     name: str | None = None,
+    *,
+    format: str = "onnx",
+    frame_size: tuple[int, int] | None = None,
+    calib: str | None = None,
+    calib_frames: int = 300,
+    calib_method: str = "percentile",
+    precision: str = "fp16",
+    max_batch: int = 8,
 ) -> str:
-    """Export ``checkpoint`` to fused ONNX at ``out``, check parity, and return a report (text).
+    """Export ``checkpoint`` to ``out`` in ``format``, check it, and return a report (text).
 
-    Raises ModelError when the parity check fails (the file is still written, for inspection).
+    - ``onnx``: fused ONNX (pre-processing, argmax, decoding and NMS in the graph), checked against eager
+      PyTorch + host NMS at the ``PARITY`` tolerances.
+    - ``onnx-raw``: the network and argmax only; the host decodes and runs NMS. Same check.
+    - ``onnx-int8``: the fused ONNX, then ONNX Runtime static quantization (QDQ) calibrated on
+      ``calib_frames`` frames of ``calib`` (dataset spec, video or image folder); the report gives its
+      agreement with the FP32 file, since INT8 is not expected to meet the FP32 parity tolerances.
+    - ``tensorrt``: a TensorRT engine (``precision`` fp16/int8/fp32, INT8 calibrated on ``calib``) with
+      the EfficientNMS plugin; needs an NVIDIA GPU and the ``tensorrt`` extra.
+
+    ``frame_size`` (H, W): whole-frame variant, the graph letterboxes camera frames of that size itself.
+    Raises ModelError when a check fails (the file is still written, for inspection).
     """
     from perception.export.onnx_export import export_onnx
 
+    if format not in FORMATS:
+        raise ModelError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    if format == "onnx-raw" and frame_size is not None:
+        raise ModelError("--frame-size needs a fused format (onnx, onnx-int8, tensorrt), not onnx-raw")
+    if format in ("onnx-int8",) and not calib:
+        raise ModelError(f"format {format} needs calibration frames: --calib DATASET_SPEC|VIDEO|IMAGE_DIR")
     net, contract, _, _, _ = load_net(checkpoint)
-    contract = dataclasses.replace(
-        contract, format="fused", score_threshold=float(score_threshold), name=name or contract.name
+    fused = dataclasses.replace(
+        contract,
+        format="raw" if format == "onnx-raw" else "fused",
+        score_threshold=float(score_threshold),
+        name=name or contract.name,
+        frame_size=tuple(frame_size) if frame_size else None,
+        version=2 if frame_size else contract.version,
     )
-    path = export_onnx(net, contract, out)
-    report = check_parity(path, net, contract, check_frames_from(check_frames, contract.input_size))
-    size_mb = path.stat().st_size / 1e6
-    text = (
-        f"wrote {path} ({size_mb:.2f} MB): {contract.name}, input {contract.input_size[0]}x{contract.input_size[1]}, "
-        f"{count_params(net) / 1e6:.2f} M parameters, {count_gflops(net, contract.input_size):.2f} GFLOPs\n{report}"
+    out = Path(out)
+    described = (
+        f"{fused.name}, input {fused.input_size[0]}x{fused.input_size[1]}"
+        + (
+            f" (whole {fused.frame_size[1]}x{fused.frame_size[0]} frames letterboxed in the graph)"
+            if frame_size
+            else ""
+        )
+        + f", {count_params(net) / 1e6:.2f} M parameters, {count_gflops(net, fused.input_size):.2f} GFLOPs"
     )
+    frames = check_frames_from(check_frames, fused.graph_input_size)
+    if format == "tensorrt":
+        from perception.export.tensorrt_build import build_engine, trt_onnx
+        from perception.runtime.tensorrt_backend import import_tensorrt
+
+        import_tensorrt()  # the install hint before anything is written
+        onnx_path = trt_onnx(net, fused, out.with_suffix(".trt.onnx"))
+        calib_images = _calibration_images(calib, fused, calib_frames) if precision == "int8" else None
+        engine = build_engine(onnx_path, out, precision=precision, calib_frames=calib_images, max_batch=max_batch)
+        return f"wrote {engine} (TensorRT {precision}): {described}"
+    fp32_path = out.with_name(out.stem + ".fp32.onnx") if format == "onnx-int8" else out
+    path = export_onnx(net, fused, fp32_path)
+    report = check_parity(path, net, fused, frames)
+    text = f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {described}\n{report}"
     if not report.ok:
         raise ModelError(f"{path}: export does not match eager PyTorch\n{text}")
+    if format == "onnx-int8":
+        from perception.export.quantize import compare_outputs, quantize_model
+
+        images = _calibration_images(calib, fused, calib_frames)
+        int8 = quantize_model(path, out, images, method=calib_method)
+        agreement = compare_outputs(path, int8, frames)
+        text += (
+            f"\nwrote {int8} ({int8.stat().st_size / 1e6:.2f} MB): INT8 QDQ, {calib_method} calibration on "
+            f"{len(images)} frames of {calib}; against the FP32 file on the check frames: "
+            + ", ".join(f"{k} {v}" for k, v in agreement.items())
+        )
     return text
+
+
+def _calibration_images(source: str | None, contract, n: int) -> list[np.ndarray]:
+    if not source:
+        raise ModelError("INT8 needs calibration frames: --calib DATASET_SPEC|VIDEO|IMAGE_DIR")
+    from perception.export.quantize import calibration_frames
+
+    return calibration_frames(source, contract, n)

@@ -5,6 +5,10 @@ NonMaxSuppression, and returns the contract's ``seg``, ``dets``, ``num_dets``. `
 the network (plus argmax) and the host decodes and runs NMS. Either way the contract JSON goes into
 ``metadata_props`` under ``perception.contract``.
 
+A fused contract with ``frame_size`` gives the whole-frame variant for a fixed camera: Resize + Pad in
+front of the graph letterbox the camera frame (geometry from ``preprocess.letterbox_geometry``, so it is
+the host's), and the boxes of ``dets`` are mapped back to frame pixels after the NMS.
+
 The network part is traced with PyTorch's TorchScript exporter; the NMS tail is appended with
 ``onnx.helper`` because its padding to a fixed [N, K, 6] needs a handful of index ops that are clearer
 written out than traced.
@@ -29,7 +33,9 @@ from perception.runtime.contract import METADATA_KEY, ModelContract
 OPSET = 17
 
 
-def _trace(module: nn.Module, example: torch.Tensor, output_names: list[str], dynamic_out: dict) -> onnx.ModelProto:
+def trace_to_onnx(
+    module: nn.Module, example: torch.Tensor, output_names: list[str], dynamic_out: dict
+) -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, which (torch 2.14) refuses a
@@ -49,7 +55,7 @@ def _trace(module: nn.Module, example: torch.Tensor, output_names: list[str], dy
     return onnx.load_from_string(buf.getvalue())
 
 
-def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
+def const_node(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
 
 
@@ -62,17 +68,17 @@ def _append_nms_tail(model: onnx.ModelProto, max_dets: int, iou: float, score: f
     g = model.graph
     k = max_dets
     nodes = [
-        _const("nms_max", np.array([k], np.int64)),
-        _const("nms_iou", np.array([iou], np.float32)),
-        _const("nms_score", np.array([score], np.float32)),
-        _const("i0", np.array(0, np.int64)),
-        _const("i1", np.array(1, np.int64)),
-        _const("i2", np.array(2, np.int64)),
-        _const("ax1", np.array([1], np.int64)),
-        _const("ax0", np.array([0], np.int64)),
-        _const("k1", np.array([k], np.int64)),
-        _const("six", np.array([6], np.int64)),
-        _const("minus2", np.array(-2.0, np.float64)),
+        const_node("nms_max", np.array([k], np.int64)),
+        const_node("nms_iou", np.array([iou], np.float32)),
+        const_node("nms_score", np.array([score], np.float32)),
+        const_node("i0", np.array(0, np.int64)),
+        const_node("i1", np.array(1, np.int64)),
+        const_node("i2", np.array(2, np.int64)),
+        const_node("ax1", np.array([1], np.int64)),
+        const_node("ax0", np.array([0], np.int64)),
+        const_node("k1", np.array([k], np.int64)),
+        const_node("six", np.array([6], np.int64)),
+        const_node("minus2", np.array(-2.0, np.float64)),
         helper.make_node("NonMaxSuppression", ["boxes", "scores", "nms_max", "nms_iou", "nms_score"], ["sel"]),
         helper.make_node("Gather", ["sel", "i0"], ["sel_b"], axis=1),  # [M]
         helper.make_node("Gather", ["sel", "i1"], ["sel_c"], axis=1),
@@ -135,6 +141,87 @@ def _append_nms_tail(model: onnx.ModelProto, max_dets: int, iou: float, score: f
     return model
 
 
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+
+
+def prepend_letterbox(model: onnx.ModelProto, contract: ModelContract) -> onnx.ModelProto:
+    """Make the graph take uint8 [N, FH, FW, 3] frames and letterbox them to the network input itself.
+
+    Resize runs in float and rounds back to uint8 (what cv2.resize does on uint8 frames): the network
+    then sees the same pixels as with host letterboxing, to OpenCV's fixed-point rounding (1 grey level).
+    Resize and Pad run on floats because TensorRT takes uint8 only in casts to and from float.
+    """
+    from perception.preprocess import letterbox_geometry
+
+    g = model.graph
+    name = contract.input_name
+    lb = letterbox_geometry(contract.frame_size, contract.input_size, None, contract.align)
+    ch, cw = lb.content_hw
+    ih, iw = contract.input_size
+    _rename_tensor(g, name, "letterboxed")
+    pads = [0, lb.pad_y, lb.pad_x, 0, 0, ih - ch - lb.pad_y, iw - cw - lb.pad_x, 0]
+    nodes = [
+        const_node("lb_hw3", np.array([ch, cw, 3], np.int64)),
+        const_node("lb_pads", np.array(pads, np.int64)),
+        const_node("lb_pad_value", np.array(contract.pad_value, np.float32)),
+        const_node("lb_ax0", np.array([0], np.int64)),
+        helper.make_node("Shape", [name], ["frame_shape"]),
+        helper.make_node("Gather", ["frame_shape", "lb_ax0"], ["frame_n"], axis=0),
+        helper.make_node("Concat", ["frame_n", "lb_hw3"], ["lb_sizes"], axis=0),
+        helper.make_node("Cast", [name], ["frame_f"], to=TensorProto.FLOAT),
+        helper.make_node(
+            "Resize",
+            ["frame_f", "", "", "lb_sizes"],
+            ["content_f"],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
+        helper.make_node("Round", ["content_f"], ["content_r"]),
+        helper.make_node("Pad", ["content_r", "lb_pads", "lb_pad_value"], ["padded"], mode="constant"),
+        helper.make_node("Cast", ["padded"], ["letterboxed"], to=TensorProto.UINT8),
+    ]
+    old_nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(nodes + old_nodes)
+    fh, fw = contract.frame_size
+    del g.input[:]
+    g.input.append(helper.make_tensor_value_info(name, TensorProto.UINT8, ["N", fh, fw, 3]))
+    return model
+
+
+def dets_to_frame(model: onnx.ModelProto, contract: ModelContract) -> onnx.ModelProto:
+    """Map the ``dets`` boxes from network-input pixels to frame pixels, clipped to the frame.
+
+    After the NMS, as on the host (IoU is unchanged by the map, the clipping would change it); zero
+    padding rows map to zero because the clip floor is 0 and the offsets are the padding.
+    """
+    from perception.preprocess import letterbox_geometry
+
+    g = model.graph
+    lb = letterbox_geometry(contract.frame_size, contract.input_size, None, contract.align)
+    fh, fw = contract.frame_size
+    _rename_tensor(g, "dets", "dets_input")
+    g.node.extend(
+        [
+            const_node("fr_offset", np.array([lb.pad_x, lb.pad_y] * 2, np.float32)),
+            const_node("fr_scale", np.array(lb.scale, np.float32)),
+            const_node("fr_zero", np.array(0.0, np.float32)),
+            const_node("fr_max", np.array([fw, fh] * 2, np.float32)),
+            const_node("fr_split", np.array([4, 2], np.int64)),
+            helper.make_node("Split", ["dets_input", "fr_split"], ["d_box", "d_rest"], axis=2),
+            helper.make_node("Sub", ["d_box", "fr_offset"], ["d_shift"]),
+            helper.make_node("Div", ["d_shift", "fr_scale"], ["d_frame"]),
+            helper.make_node("Max", ["d_frame", "fr_zero"], ["d_lo"]),
+            helper.make_node("Min", ["d_lo", "fr_max"], ["d_clip"]),
+            helper.make_node("Concat", ["d_clip", "d_rest"], ["dets"], axis=2),
+        ]
+    )
+    return model
+
+
 def export_onnx(
     net: nn.Module,
     contract: ModelContract,
@@ -156,7 +243,7 @@ def export_onnx(
         names = ["seg"] + [f"{kind}_s{s}" for s in contract.strides for kind in ("cls", "box")]
         graph = RawGraph(net, contract.color, mean, std).eval()
         with torch.no_grad():
-            model = _trace(graph, example, names, {n: {0: "N"} for n in names})
+            model = trace_to_onnx(graph, example, names, {n: {0: "N"} for n in names})
     else:
         if contract.box_encoding != "ltrb_softplus":
             raise ValueError(
@@ -166,8 +253,10 @@ def export_onnx(
         graph = DecodedGraph(net, contract.input_size, contract.strides, contract.color, mean, std).eval()
         names = ["seg", "boxes", "scores"]
         with torch.no_grad():
-            model = _trace(graph, example, names, {n: {0: "N"} for n in names})
+            model = trace_to_onnx(graph, example, names, {n: {0: "N"} for n in names})
         model = _append_nms_tail(model, contract.max_dets, contract.iou_threshold, contract.score_threshold)
+        if contract.frame_size is not None:
+            model = dets_to_frame(prepend_letterbox(model, contract), contract)
     for out in model.graph.output:  # the tracer names dynamic dims after ops; state the fixed ones
         if out.name == "seg":
             dims = out.type.tensor_type.shape.dim

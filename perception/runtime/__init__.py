@@ -17,9 +17,16 @@ from perception.runtime.contract import ModelContract
 BACKENDS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("perception.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
     "torch": ("perception.runtime.torch_backend", "TorchBackend"),
+    "tensorrt": ("perception.runtime.tensorrt_backend", "TensorRTBackend"),
 }
 
-_SUFFIX_BACKEND = {".onnx": "onnxruntime", ".pt": "torch", ".pth": "torch"}
+_SUFFIX_BACKEND = {
+    ".onnx": "onnxruntime",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+}
 
 
 def backend_for_path(path: str | os.PathLike) -> str:

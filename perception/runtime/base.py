@@ -23,14 +23,14 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """images uint8 [N, H, W, 3] (contract colour order, H, W = contract.input_size) → outputs by name.
+        """images uint8 [N, H, W, 3] (contract colour order, H, W = contract.graph_input_size) → outputs by name.
 
         Output names, dtypes and shapes are those of ``contract.expected_outputs()``.
         """
 
     def check_images(self, images: np.ndarray) -> None:
-        """Raise ValueError unless ``images`` is uint8 [N, H, W, 3] at the contract's input size."""
-        h, w = self.contract.input_size
+        """Raise ValueError unless ``images`` is uint8 [N, H, W, 3] at the size the graph takes."""
+        h, w = self.contract.graph_input_size
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
             raise ValueError(f"images must be uint8 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
 

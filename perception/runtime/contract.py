@@ -13,6 +13,11 @@ Two output formats exist:
 - ``raw``: ``seg`` uint8 [N, H, W] plus, per stride s, ``cls_s{s}`` float32 [N, C, H/s, W/s] class logits
   and ``box_s{s}`` float32 [N, 4, H/s, W/s] box distances before activation; the host decodes
   (``postprocess.decode``) and runs NMS.
+
+A fused model may also take whole camera frames (``frame_size``, contract version 2): the graph then
+letterboxes the frame to ``input_size`` itself (ONNX Resize + Pad), ``seg`` stays at ``input_size`` and
+``dets`` are in frame pixels, so the host does nothing but hand over the frame. Version-1 runtimes refuse
+such a file instead of misreading it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 from perception.errors import ModelError
 
 METADATA_KEY = "perception.contract"
-SUPPORTED_VERSION = 1
+SUPPORTED_VERSION = 2
+WHOLE_FRAME_VERSION = 2  # first version with in-graph letterboxing (``frame_size``)
 FORMATS = ("fused", "raw")
 
 # (name, dtype, shape) where a shape entry is an int (must match), a str naming a dynamic dimension, or
@@ -35,7 +41,11 @@ IOSpec = tuple[str, str, tuple[Any, ...]]
 
 @dataclass(frozen=True)
 class ModelContract:
-    """Parsed ``perception.contract``. Sizes are (H, W) in input pixels."""
+    """Parsed ``perception.contract``. Sizes are (H, W) in pixels.
+
+    ``input_size`` is the network's input (the letterboxed image); ``frame_size``, when set, is the camera
+    frame the graph takes and letterboxes to ``input_size`` itself.
+    """
 
     input_size: tuple[int, int]
     seg_classes: tuple[str, ...]
@@ -55,7 +65,8 @@ class ModelContract:
     name: str = "unnamed"
     trained_on: tuple[str, ...] = ()
     created: str = ""
-    version: int = SUPPORTED_VERSION
+    version: int = 1
+    frame_size: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,10 +84,23 @@ class ModelContract:
             problems.append("no seg_classes and no det_classes")
         if not 0 <= self.score_threshold <= 1 or not 0 <= self.iou_threshold <= 1:
             problems.append("thresholds must lie in [0, 1]")
+        if self.frame_size is not None:
+            fh, fw = self.frame_size
+            if fh <= 0 or fw <= 0:
+                problems.append(f"frame size {fh}x{fw} must be positive")
+            if self.format != "fused":
+                problems.append("a whole-frame model (frame_size) must be format 'fused'")
+            if self.version < WHOLE_FRAME_VERSION:
+                problems.append(f"frame_size needs contract version >= {WHOLE_FRAME_VERSION}, got {self.version}")
         if self.version > SUPPORTED_VERSION:
             problems.append(f"contract version {self.version} is newer than this runtime ({SUPPORTED_VERSION})")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def graph_input_size(self) -> tuple[int, int]:
+        """(H, W) of the image the graph takes: the camera frame for a whole-frame model, else input_size."""
+        return self.frame_size if self.frame_size is not None else self.input_size
 
     # --- JSON ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +127,9 @@ class ModelContract:
             "trained_on": list(self.trained_on),
             "created": self.created,
         }
+        if self.frame_size is not None:
+            out["input"]["frame_size"] = list(self.frame_size)
+            out["input"]["letterbox"]["in_graph"] = True
         out.update(d["extra"])
         return out
 
@@ -150,6 +177,7 @@ class ModelContract:
                 iou_threshold=float(thr.get("iou", 0.5)),
                 trained_on=tuple(str(t) for t in d.get("trained_on", ())),
                 created=str(d.get("created", "")),
+                frame_size=(int(inp["frame_size"][0]), int(inp["frame_size"][1])) if "frame_size" in inp else None,
                 extra={k: v for k, v in d.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError, IndexError) as err:
@@ -171,7 +199,8 @@ class ModelContract:
         if not self.det_classes:
             return out
         if self.format == "fused":
-            out["dets"] = "x1,y1,x2,y2,score,class in input pixels, float32 [N,K,6]"
+            where = "frame" if self.frame_size is not None else "input"
+            out["dets"] = f"x1,y1,x2,y2,score,class in {where} pixels, float32 [N,K,6]"
             out["num_dets"] = "valid rows of dets per image, int32 [N]"
         else:
             for s in self.strides:
@@ -180,7 +209,7 @@ class ModelContract:
         return out
 
     def expected_inputs(self) -> list[IOSpec]:
-        h, w = self.input_size
+        h, w = self.graph_input_size
         return [(self.input_name, "uint8", ("N", h, w, 3))]
 
     def expected_outputs(self) -> list[IOSpec]:
