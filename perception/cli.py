@@ -59,19 +59,12 @@ def _pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | No
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import cv2
-
     from perception.pipeline import build_pipeline
-    from perception.runner import run_source
+    from perception.runner import configure_host_threads, run_source
     from perception.sinks import ensure_writable_dir
     from perception.sources import open_source
 
-    # Decode, inference and writing already run in parallel threads; OpenCV's own worker pool on top of
-    # them only adds contention on a small CPU (measured: ~10 % more frames/s on 2 cores without it).
-    cv2.setNumThreads(1)
-    # A stage waiting for the GIL held by another stage's Python code waits up to the switch interval
-    # (5 ms by default); measured here, that doubled preprocessing wall time (1.1 ms CPU, 3-4 ms wall).
-    sys.setswitchinterval(0.0005)
+    configure_host_threads()
     config, cfg_file = _pipeline_config(args)
     out_dir = Path(args.out) if args.out else Path("out") / Path(args.input).stem
     source = open_source(args.input)
@@ -96,6 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         queue_size=config.runner.queue_size,
         max_frames=args.max_frames,
         progress=config.runner.progress and not args.quiet,
+        batch_size=args.batch or config.runner.batch_size,
     )
     print(summary.format(), file=sys.stderr)
     if summary.interrupted:
@@ -298,6 +292,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from perception.bench import run_bench
+
+    models = [str(Path(m).resolve()) for m in args.model] if args.model else [None]
+    text = run_bench(
+        args.input,
+        models,
+        mode=args.mode,
+        runs=args.runs,
+        batch=args.batch,
+        threads=args.threads,
+        peers=args.peers,
+        video=args.video,
+        max_frames=args.max_frames,
+        json_path=args.json,
+        log=(lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)),
+    )
+    print(text)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from perception.export.checkpoint_export import export_checkpoint
 
@@ -307,6 +322,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         score_threshold=args.score,
         check_frames=args.check_frames,
         name=args.name,
+        format=args.format,
+        frame_size=(args.frame_size[1], args.frame_size[0]) if args.frame_size else None,
+        calib=args.calib,
+        calib_frames=args.calib_frames,
+        calib_method=args.calib_method,
+        precision=args.precision,
+        max_batch=args.max_batch,
     )
     print(report)
     return 0
@@ -328,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model file (.onnx, or .pt for the torch backend); default: the shipped model")
     run.add_argument("--out", help="output folder (default: out/<input name>)")
     run.add_argument("--config", help="pipeline preset YAML (see configs/pipeline/)")
-    run.add_argument("--backend", choices=["auto", "onnxruntime", "torch"], help="inference backend")
+    run.add_argument("--backend", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference backend")
     run.add_argument("--threads", type=int, help="inference threads (0 = one per core)")
     run.add_argument("--camera", help="camera YAML (intrinsics, distortion)")
     run.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
@@ -336,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--score", type=float, help="detection score threshold (default: the model's)")
     run.add_argument("--no-video", action="store_true", help="write results.jsonl only")
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run.add_argument("--batch", type=int, help="frames per network call (offline throughput; default 1)")
     run.set_defaults(func=cmd_run)
 
     tr = sub.add_parser("train", parents=[common], help="train a network from a YAML config (torchrun for DDP)")
@@ -346,19 +369,52 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's; auto = cuda when available)")
     tr.set_defaults(func=cmd_train)
 
-    ex = sub.add_parser("export", parents=[common], help="export a checkpoint to fused ONNX and check it")
+    ex = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX / INT8 / TensorRT and check it")
     ex.add_argument("checkpoint", help="training checkpoint (.pt)")
-    ex.add_argument("--out", required=True, help="ONNX file to write")
+    ex.add_argument("--out", required=True, help="file to write (.onnx, or .engine for tensorrt)")
+    ex.add_argument(
+        "--format",
+        choices=["onnx", "onnx-raw", "onnx-int8", "tensorrt"],
+        default="onnx",
+        help="onnx: fused (NMS in the graph); onnx-raw: NMS on the host; onnx-int8: fused + static INT8 "
+        "(needs --calib); tensorrt: engine with EfficientNMS (needs an NVIDIA GPU)",
+    )
+    ex.add_argument(
+        "--frame-size",
+        type=parse_size,
+        metavar="WxH",
+        help="whole-frame variant for a fixed camera: the graph letterboxes WxH frames itself",
+    )
+    ex.add_argument("--calib", help="INT8 calibration frames: dataset spec (camvid:DIR), video or image folder")
+    ex.add_argument("--calib-frames", type=int, default=300, help="frames for INT8 calibration (default 300)")
+    ex.add_argument(
+        "--calib-method", choices=["percentile", "minmax", "entropy"], default="percentile", help="INT8 ranges"
+    )
+    ex.add_argument("--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="TensorRT precision")
+    ex.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT engine's profile")
     ex.add_argument("--score", type=float, default=0.25, help="score threshold baked into the in-graph NMS")
     ex.add_argument("--name", help="model name in the contract (default: the checkpoint's)")
     ex.add_argument("--check-frames", help="image folder or video for the ONNX-vs-PyTorch check (default: noise)")
     ex.set_defaults(func=cmd_export)
 
+    be = sub.add_parser("bench", parents=[common], help="per-stage timings and frames/s, side by side with the peers")
+    be.add_argument("input", help="video (or image folder) to run over, e.g. ../shared/data/clips/solidWhiteRight.mp4")
+    be.add_argument("--model", action="append", help="model file; repeat to compare (default: the shipped model)")
+    be.add_argument("--mode", choices=["offline", "live"], default="offline", help="throughput or per-frame latency")
+    be.add_argument("--runs", type=int, default=5, help="timed passes over the video per model (default 5)")
+    be.add_argument("--batch", type=int, default=4, help="frames per network call in offline mode (default 4)")
+    be.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
+    be.add_argument("--peers", action="store_true", help="also run the peer stack (TwinLiteNet + NanoDet-m)")
+    be.add_argument("--video", action="store_true", help="also draw and encode the annotated video")
+    be.add_argument("--max-frames", type=int, help="frames per pass (default: the whole video)")
+    be.add_argument("--json", help="also write the numbers to this JSON file")
+    be.set_defaults(func=cmd_bench)
+
     inspect = sub.add_parser("inspect", parents=[common], help="print a model's contract after checking it")
     inspect.add_argument("model")
     inspect.add_argument("--time", type=int, metavar="N", help="also time the network forward: median of N runs")
     inspect.add_argument("--threads", type=int, help="inference threads for --time (0 = one per core)")
-    inspect.add_argument("--backend", choices=["auto", "onnxruntime", "torch"])
+    inspect.add_argument("--backend", choices=["auto", "onnxruntime", "torch", "tensorrt"])
     inspect.set_defaults(func=cmd_inspect)
 
     synth = sub.add_parser("synth", parents=[common], help="render a synthetic driving dataset with exact labels")

@@ -24,7 +24,7 @@ DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUE
 
 @dataclass(frozen=True)
 class BackendConfig:
-    name: str = "auto"  # auto (by model file suffix), onnxruntime, torch
+    name: str = "auto"  # auto (by model file suffix), onnxruntime, torch, tensorrt
     providers: tuple[str, ...] = DEFAULT_PROVIDERS  # onnxruntime: preference order
     threads: int = 0  # intra-op threads, 0 = one per core
     device: str = "cpu"  # torch only
@@ -57,6 +57,7 @@ class OutputConfig:
 class RunnerConfig:
     queue_size: int = 8  # decoded frames waiting for inference; bounds memory
     progress: bool = True
+    batch_size: int = 1  # frames per network call; >1 raises offline throughput, 1 keeps latency lowest
 
 
 @dataclass(frozen=True)

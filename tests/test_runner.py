@@ -144,21 +144,23 @@ def test_source_error_mid_stream_keeps_lines_written_so_far(fused_model, tmp_pat
     assert saved["frames_processed"] == 6 and saved["problems"] == ["stopped early: fake: camera vanished"]
 
 
-def test_interrupt_closes_outputs_and_flags_summary(fused_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_size, written", [(1, [0, 1, 2]), (4, list(range(12)))])
+def test_interrupt_closes_outputs_and_flags_summary(fused_model, tmp_path, monkeypatch, batch_size, written):
+    """Ctrl-C during the 4th network call: what was processed before it is written, nothing after."""
     pipeline = _pipeline(fused_model)
     calls = {"n": 0}
-    real = pipeline.__class__.__call__
+    real = pipeline.__class__.process_batch  # the runner calls process_batch (batch_size frames at a time)
 
-    def interrupting(self, frame):
+    def interrupting(self, frames):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, frame)
+        return real(self, frames)
 
-    monkeypatch.setattr(pipeline.__class__, "__call__", interrupting)
-    summary = run_source(_SlowSource(50), pipeline, tmp_path, progress=False)
-    assert summary.interrupted and summary.frames_processed == 3
-    assert [r["frame"] for r in _lines(tmp_path / "results.jsonl")] == [0, 1, 2]
+    monkeypatch.setattr(pipeline.__class__, "process_batch", interrupting)
+    summary = run_source(_SlowSource(50), pipeline, tmp_path, progress=False, batch_size=batch_size)
+    assert summary.interrupted and summary.frames_processed == len(written)
+    assert [r["frame"] for r in _lines(tmp_path / "results.jsonl")] == written
     assert not [t for t in threading.enumerate() if t.name in ("decode", "write")]
 
 
@@ -182,3 +184,104 @@ def test_single_image_file_is_a_one_frame_source(tmp_path):
     assert len(items) == 1 and isinstance(items[0], Frame)
     (tmp_path / "b.png").write_bytes(b"xx")
     assert isinstance(list(open_source(tmp_path / "b.png"))[0], BadFrame)
+
+
+# --- batching ----------------------------------------------------------------------------------------------
+def _record_batches(monkeypatch) -> list[int]:
+    """Patch Pipeline.process_batch to record the size of every network call."""
+    from perception.pipeline import Pipeline
+
+    sizes: list[int] = []
+    real = Pipeline.process_batch
+
+    def recording(self, frames):
+        sizes.append(len(frames))
+        return real(self, frames)
+
+    monkeypatch.setattr(Pipeline, "process_batch", recording)
+    return sizes
+
+
+def _assert_same_results(a: list[dict], b: list[dict]) -> None:
+    """Line by line: same frame, time, size, error, classes; boxes, scores, seg_area to rounding (timings ignored)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert {k: v for k, v in x.items() if k not in ("detections", "seg_area", "timings_ms")} == {
+            k: v for k, v in y.items() if k not in ("detections", "seg_area", "timings_ms")
+        }
+        assert ("error" in x) == ("error" in y)
+        if "error" in x:
+            continue
+        assert [d["class_id"] for d in x["detections"]] == [d["class_id"] for d in y["detections"]], x["frame"]
+        np.testing.assert_allclose([d["box"] for d in x["detections"]], [d["box"] for d in y["detections"]], atol=0.011)
+        np.testing.assert_allclose(
+            [d["score"] for d in x["detections"]], [d["score"] for d in y["detections"]], atol=2e-4
+        )
+        assert x["seg_area"] == pytest.approx(y["seg_area"], abs=2e-5)
+
+
+def test_batch_4_writes_the_lines_of_batch_1_in_order(fused_model, tmp_path, monkeypatch):
+    video = write_video(tmp_path / "clip.mp4", n=10)  # batches of 4, 4 and a last partial one of 2
+    pipeline = _pipeline(fused_model)
+    sizes = _record_batches(monkeypatch)
+    one = run_source(VideoFileSource(video), pipeline, tmp_path / "b1", progress=False, write_video=False)
+    assert sizes == [1] * 10
+    sizes.clear()
+    four = run_source(
+        VideoFileSource(video), pipeline, tmp_path / "b4", progress=False, write_video=False, batch_size=4
+    )
+    assert sizes == [4, 4, 2]
+    a, b = _lines(tmp_path / "b1" / "results.jsonl"), _lines(tmp_path / "b4" / "results.jsonl")
+    assert [r["frame"] for r in b] == list(range(10))
+    assert sum(len(r["detections"]) for r in b) > 0
+    assert len({json.dumps(r["detections"]) for r in b}) > 1, "frames differ, so a mix-up would show"
+    _assert_same_results(a, b)
+    assert one.ok and four.ok and four.frames_processed == four.frames_read == 10
+    # Per-frame timings of a batch are the batch's time divided by its size: present for every frame.
+    assert all({"preprocess", "inference", "postprocess"} <= set(r["timings_ms"]) for r in b)
+    saved = json.loads((tmp_path / "b4" / "summary.json").read_text())
+    assert saved["peak_rss_mb"] > 0 and saved["frames_processed"] == 10
+    assert four.peak_rss_mb > 0 and "peak resident memory" in four.format()
+
+
+def test_batched_run_keeps_bad_frames_at_their_position(fused_model, tmp_path, monkeypatch):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), synthetic_frame(i))
+    (folder / "003.png").write_bytes(b"not a png")
+    cv2.imwrite(str(folder / "005.png"), synthetic_frame(5, 100, 80))
+    pipeline = _pipeline(fused_model)
+    sizes = _record_batches(monkeypatch)
+    run_source(ImageFolderSource(folder), pipeline, tmp_path / "b1", progress=False, write_video=False)
+    sizes.clear()
+    summary = run_source(
+        ImageFolderSource(folder), pipeline, tmp_path / "b4", progress=False, write_video=False, batch_size=4
+    )
+    assert sizes == [3, 1, 2], "a bad frame flushes the frames before it"
+    lines = _lines(tmp_path / "b4" / "results.jsonl")
+    assert [r["frame"] for r in lines] == list(range(8)), "exactly one line per frame position, in order"
+    assert [i for i, r in enumerate(lines) if "error" in r] == [3, 5]
+    assert "not an image" in lines[3]["error"] and lines[5]["error"] == "frame is 100x80, the stream is 192x108"
+    assert all("detections" in r for i, r in enumerate(lines) if i not in (3, 5))
+    _assert_same_results(_lines(tmp_path / "b1" / "results.jsonl"), lines)
+    assert summary.frames_processed == 6 and summary.frames_failed == 2 and summary.frames_read == 8
+    assert "2 frame(s) skipped" in summary.problems[0] and "003.png" in summary.problems[0]
+    assert json.loads((tmp_path / "b4" / "summary.json").read_text())["peak_rss_mb"] > 0
+
+
+def test_cli_batch_option_and_preset(capsys, fused_model, video, tmp_path, monkeypatch):
+    from perception.cli import main
+
+    sizes = _record_batches(monkeypatch)
+    out = tmp_path / "o"
+    code = main(["run", str(video), "--model", str(fused_model), "--out", str(out), "--batch", "3", "--no-video", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert sizes == [3, 3, 3, 3]
+    assert [r["frame"] for r in _lines(out / "results.jsonl")] == list(range(12))
+    sizes.clear()
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(f"model: {fused_model}\noutput:\n  video: false\nrunner:\n  batch_size: 5\n")
+    assert main(["run", str(video), "--config", str(preset), "--out", str(tmp_path / "p"), "-q"]) == 0
+    assert sizes == [5, 5, 2]
+    assert len(_lines(tmp_path / "p" / "results.jsonl")) == 12

@@ -31,6 +31,7 @@ from perception.errors import ModelError
 from perception.eval.prediction import Prediction
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
+from perception.types import Letterbox
 
 PEER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "peers"
 TWINLITE_FILE = "twinlitenet_bdd100k_640x360.onnx"
@@ -79,12 +80,18 @@ class TwinLiteNet:
         img = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
         return (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
 
+    def run(self, inputs: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(["lanes", "segmentation"], {"input": inputs})
+
     def predict(self, frame_bgr: np.ndarray) -> Prediction:
-        drivable, lanes = self.session.run(["lanes", "segmentation"], {"input": self.preprocess(frame_bgr)})
+        return self.finish(self.run(self.preprocess(frame_bgr)), frame_bgr.shape[:2])
+
+    def finish(self, outputs: list[np.ndarray], frame_hw: tuple[int, int]) -> Prediction:
+        drivable, lanes = outputs
         seg = np.zeros(self.input_hw, np.uint8)
         seg[drivable[0].argmax(0) == 1] = 1
         seg[lanes[0].argmax(0) == 1] = 2  # paint lies on the road: lane wins where both fire
-        h, w = frame_bgr.shape[:2]
+        h, w = frame_hw
         seg = cv2.resize(seg, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
         return Prediction(seg, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
@@ -123,7 +130,7 @@ class NanoDet:
         self.centres = np.concatenate(centres).astype(np.float32)
         self.cell_strides = np.concatenate([np.full(-(-ih // s) * -(-iw // s), s, np.float32) for s in self.strides])
 
-    def predict(self, frame_bgr: np.ndarray) -> Prediction:
+    def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         h, w = frame_bgr.shape[:2]
         lb = letterbox_geometry((h, w), self.input_hw)
         ih, iw = self.input_hw
@@ -131,7 +138,16 @@ class NanoDet:
         nh, nw = round(h * lb.scale), round(w * lb.scale)
         resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         canvas[lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = (resized - self.mean) / self.std
-        outs = self.session.run(self.cls_names + self.box_names, {"input.1": canvas.transpose(2, 0, 1)[None]})
+        return canvas.transpose(2, 0, 1)[None], lb
+
+    def run(self, inputs: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.cls_names + self.box_names, {"input.1": inputs})
+
+    def predict(self, frame_bgr: np.ndarray) -> Prediction:
+        inputs, lb = self.preprocess(frame_bgr)
+        return self.finish(self.run(inputs), lb)
+
+    def finish(self, outs: list[np.ndarray], lb: Letterbox) -> Prediction:
         scores = np.concatenate([o[0] for o in outs[:3]])  # [cells, 80], already sigmoid
         reg = np.concatenate([o[0] for o in outs[3:]]).reshape(-1, 4, 8)
         reg = np.exp(reg - reg.max(-1, keepdims=True))
