@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from conftest import require_real_clip
 
 from perception.config import PipelineConfig
@@ -10,16 +13,26 @@ from perception.pipeline import build_pipeline, default_model_path
 from perception.types import Frame
 
 
-def test_default_model_is_small_and_trained():
+def shipped(variant: str) -> str:
+    """The shipped FP32 default model, or its INT8 version beside it."""
     path = default_model_path()
-    assert path.stat().st_size <= 10 * 1024 * 1024, "the shipped model must stay under 10 MB"
-    contract = build_pipeline(PipelineConfig()).contract
+    return str(path if variant == "fp32" else path.with_name("default.int8.onnx"))
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_default_model_is_small_and_trained(variant):
+    path = shipped(variant)
+    assert Path(path).stat().st_size <= 10 * 1024 * 1024, "the shipped model must stay under 10 MB"
+    contract = build_pipeline(PipelineConfig(model=path)).contract
     assert contract.name.startswith("mtl-") and contract.trained_on, "placeholder or untrained model shipped"
     assert contract.seg_classes == ("background", "drivable", "lane")
     assert contract.det_classes == ("car", "pedestrian", "cyclist", "traffic_sign")
+    if variant == "int8":
+        assert contract.name.endswith("-int8") and contract.extra["quantization"]["weight_type"] == "int8"
 
 
-def test_default_model_sees_the_road_ahead_on_the_real_clip():
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_default_model_sees_the_road_ahead_on_the_real_clip(variant):
     """Frame 100 of the highway clip: the patch just ahead of the bonnet is road (drivable or paint)."""
     import cv2
 
@@ -28,7 +41,7 @@ def test_default_model_sees_the_road_ahead_on_the_real_clip():
     ok, image = cap.read()
     cap.release()
     assert ok
-    result = build_pipeline(PipelineConfig())(Frame(index=100, timestamp_s=4.0, image=image))
+    result = build_pipeline(PipelineConfig(model=shipped(variant)))(Frame(index=100, timestamp_s=4.0, image=image))
     seg = result.letterbox.mask_to_frame(result.seg.class_ids)
     h, w = seg.shape
     ahead = seg[int(0.75 * h) : int(0.9 * h), int(0.4 * w) : int(0.6 * w)]

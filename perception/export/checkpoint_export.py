@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,47 @@ class ParityReport:
         )
 
 
+def _float_pixel_backend():
+    from perception.runtime.torch_backend import TorchBackend
+
+    class FloatPixelTorchBackend(TorchBackend):
+        """The eager network fed float pixels, as a whole-frame graph's letterbox hands them over."""
+
+        def check_images(self, images: np.ndarray) -> None:
+            h, w = self.contract.input_size
+            if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
+                raise ValueError(f"images must be float32 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
+
+    return FloatPixelTorchBackend
+
+
+class _EagerGraphLetterbox:
+    """A whole-frame graph's letterbox in eager PyTorch (bilinear, half-pixel, padded, float pixels): the
+    reference its export is held to. OpenCV's fixed-point uint8 resize differs from it by up to one grey
+    level, enough to move scores by ~1e-2 on a trained model, so it is no reference for parity."""
+
+    def __init__(self, contract):
+        from perception.preprocess import letterbox_geometry
+
+        self.input_size = tuple(contract.input_size)
+        self.undistort, self.roi_xywh = False, None
+        self.color, self.pad_value = contract.color, contract.pad_value
+        self.letterbox = letterbox_geometry(contract.frame_size, contract.input_size, None, contract.align)
+
+    def __call__(self, frame) -> tuple[np.ndarray, object]:
+        import cv2
+        import torch.nn.functional as F
+
+        lb = self.letterbox
+        ch, cw = lb.content_hw
+        image = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if self.color == "RGB" else frame.image
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+        x = F.interpolate(x, size=(ch, cw), mode="bilinear", align_corners=False)
+        out = np.full((*self.input_size, 3), self.pad_value, np.float32)
+        out[lb.pad_y : lb.pad_y + ch, lb.pad_x : lb.pad_x + cw] = x[0].permute(1, 2, 0).numpy()
+        return out, lb
+
+
 def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames: list[np.ndarray]) -> ParityReport:
     """Run ``frames`` through the exported file (ONNX Runtime) and the eager net (host decode + NMS)."""
     from perception.config import PipelineConfig
@@ -145,15 +187,20 @@ def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames:
     from perception.types import Frame
 
     onnx_pipe = build_pipeline(PipelineConfig(model=str(onnx_path)))
-    # The reference letterboxes on the host, also for a whole-frame export.
-    backend = TorchBackend.from_net(net, dataclasses.replace(contract, frame_size=None))
+    # The eager reference sees each frame letterboxed as the exported graph letterboxes it.
+    whole_frame = contract.frame_size is not None
+    backend_cls = _float_pixel_backend() if whole_frame else TorchBackend
+    backend = backend_cls.from_net(net, dataclasses.replace(contract, frame_size=None))
     fused = onnx_pipe.contract
     settings = DetectionSettings.from_contract(
         backend.contract, fused.score_threshold, fused.iou_threshold, fused.max_dets, False
     )
-    pre = Preprocessor(
-        input_size=contract.input_size, color=contract.color, pad_value=contract.pad_value, align=contract.align
-    )
+    if whole_frame:
+        pre = _EagerGraphLetterbox(contract)
+    else:
+        pre = Preprocessor(
+            input_size=contract.input_size, color=contract.color, pad_value=contract.pad_value, align=contract.align
+        )
     torch_pipe = Pipeline(backend, pre, settings)
     equal = total = 0
     n_onnx = n_torch = matched = 0
@@ -212,8 +259,6 @@ def export_checkpoint(
     ``frame_size`` (H, W): whole-frame variant, the graph letterboxes camera frames of that size itself.
     Raises ModelError when a check fails (the file is still written, for inspection).
     """
-    from perception.export.onnx_export import export_onnx
-
     if format not in FORMATS:
         raise ModelError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if format == "onnx-raw" and frame_size is not None:
@@ -249,23 +294,34 @@ def export_checkpoint(
         calib_images = _calibration_images(calib, fused, calib_frames) if precision == "int8" else None
         engine = build_engine(onnx_path, out, precision=precision, calib_frames=calib_images, max_batch=max_batch)
         return f"wrote {engine} (TensorRT {precision}): {described}"
-    fp32_path = out.with_name(out.stem + ".fp32.onnx") if format == "onnx-int8" else out
-    path = export_onnx(net, fused, fp32_path)
-    report = check_parity(path, net, fused, frames)
+    if format != "onnx-int8":
+        return _export_checked(net, fused, out, frames, described)
+    from perception.export.quantize import compare_outputs, quantize_model
+    from perception.preprocess import Preprocessor
+
+    images = _calibration_images(calib, fused, calib_frames)
+    with tempfile.TemporaryDirectory(prefix="perception-int8-") as tmp:  # the FP32 step is not a product
+        fp32 = Path(tmp) / "fp32.onnx"
+        text = _export_checked(net, fused, fp32, frames, described)
+        int8 = quantize_model(fp32, out, images, method=calib_method)
+        pre = Preprocessor(fused.graph_input_size, fused.color, fused.pad_value, fused.align)
+        agreement = compare_outputs(fp32, int8, [pre(f)[0] for f in frames])
+    return text.replace(f"wrote {fp32}", "FP32 graph") + (
+        f"\nwrote {int8} ({int8.stat().st_size / 1e6:.2f} MB): INT8 QDQ, {calib_method} calibration on "
+        f"{len(images)} frames of {calib}; against FP32 on the check frames: "
+        + ", ".join(f"{k} {v}" for k, v in agreement.items())
+    )
+
+
+def _export_checked(net: nn.Module, contract, path: Path, frames: list[np.ndarray], described: str) -> str:
+    """Fused or raw ONNX at ``path``, checked against eager PyTorch; ModelError when parity fails."""
+    from perception.export.onnx_export import export_onnx
+
+    path = export_onnx(net, contract, path)
+    report = check_parity(path, net, contract, frames)
     text = f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {described}\n{report}"
     if not report.ok:
         raise ModelError(f"{path}: export does not match eager PyTorch\n{text}")
-    if format == "onnx-int8":
-        from perception.export.quantize import compare_outputs, quantize_model
-
-        images = _calibration_images(calib, fused, calib_frames)
-        int8 = quantize_model(path, out, images, method=calib_method)
-        agreement = compare_outputs(path, int8, frames)
-        text += (
-            f"\nwrote {int8} ({int8.stat().st_size / 1e6:.2f} MB): INT8 QDQ, {calib_method} calibration on "
-            f"{len(images)} frames of {calib}; against the FP32 file on the check frames: "
-            + ", ".join(f"{k} {v}" for k, v in agreement.items())
-        )
     return text
 
 

@@ -150,9 +150,11 @@ def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
 def prepend_letterbox(model: onnx.ModelProto, contract: ModelContract) -> onnx.ModelProto:
     """Make the graph take uint8 [N, FH, FW, 3] frames and letterbox them to the network input itself.
 
-    Resize runs in float and rounds back to uint8 (what cv2.resize does on uint8 frames): the network
-    then sees the same pixels as with host letterboxing, to OpenCV's fixed-point rounding (1 grey level).
-    Resize and Pad run on floats because TensorRT takes uint8 only in casts to and from float.
+    Resize (bilinear, half-pixel centres, as cv2.INTER_LINEAR) and Pad run on floats and hand the
+    network float pixels (its first Cast becomes a no-op): TensorRT takes uint8 only in casts, and
+    without a rounding step the graph is one smooth function that eager PyTorch reproduces to float
+    precision, which is what the parity check holds it to. Against OpenCV's uint8 letterbox the pixels
+    differ by under one grey level.
     """
     from perception.preprocess import letterbox_geometry
 
@@ -179,9 +181,7 @@ def prepend_letterbox(model: onnx.ModelProto, contract: ModelContract) -> onnx.M
             mode="linear",
             coordinate_transformation_mode="half_pixel",
         ),
-        helper.make_node("Round", ["content_f"], ["content_r"]),
-        helper.make_node("Pad", ["content_r", "lb_pads", "lb_pad_value"], ["padded"], mode="constant"),
-        helper.make_node("Cast", ["padded"], ["letterboxed"], to=TensorProto.UINT8),
+        helper.make_node("Pad", ["content_f", "lb_pads", "lb_pad_value"], ["letterboxed"], mode="constant"),
     ]
     old_nodes = list(g.node)
     del g.node[:]

@@ -18,7 +18,7 @@ def time_forward(backend: Backend, runs: int = 50, warmup: int = 5, batch: int =
     """Median / p90 milliseconds of ``backend.infer`` on a batch of ``batch`` frames."""
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
-    h, w = backend.contract.input_size
+    h, w = backend.contract.graph_input_size  # the camera frame for a whole-frame model
     ramp = (
         np.linspace(0, 255, w, dtype=np.float32)[None, :, None] + np.linspace(0, 60, h, dtype=np.float32)[:, None, None]
     )
