@@ -122,6 +122,25 @@ def test_outputs_and_metadata_follow_fused_contract(tiny):
     ]
 
 
+def test_whole_frame_engine_graph_letterboxes_in_float_and_keeps_the_plugin(tiny, tmp_path):
+    """A whole-frame contract gives one graph from camera frame to outputs: Resize + Pad on floats in
+    front (TensorRT takes uint8 only in casts), EfficientNMS, then boxes mapped to frame pixels."""
+    net, contract, _ = tiny
+    whole = replace(contract, frame_size=(100, 150), version=2)
+    path = trt_onnx(net, whole, tmp_path / "whole-trt.onnx")
+    model = onnx.load(str(path))
+    _plugin_node(model)
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 100, 150, 3]
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.index("Resize") < ops.index(PLUGIN_OP) and "Pad" in ops
+    values = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    assert values["letterboxed"].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert onnx_contract(path).frame_size == (100, 150)
+    producer = next(n for n in model.graph.node if "dets" in n.output)
+    assert producer.op_type == "Concat" and "d_clip" in producer.input, "dets must leave in frame pixels"
+
+
 def test_graph_before_plugin_matches_eager(tiny, tmp_path):
     """Cut at the plugin's inputs and run that part with ONNX Runtime: seg, boxes, scores as eager torch."""
     net, contract, path = tiny
