@@ -120,6 +120,19 @@ def test_lane_polylines_project_onto_the_painted_pixels():
     assert s.meta["ego"]["lateral_offset_m"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_paint_stays_on_the_lane_polylines_far_along_a_turning_road():
+    # Regression: the road's heading in the vehicle frame had its ego-heading term with the wrong sign,
+    # so once the road had turned (world heading far from 0) paint was drawn at the wrong lateral offsets.
+    from perception.data.synth.world import Centerline
+
+    world = calm_world()
+    k = np.full(len(world.centerline.s), 1 / 150.0)  # a steady left turn: 0.5 rad after 75 m
+    world = replace(world, centerline=Centerline.from_curvature(k), ego=replace(world.ego, s=80.0))
+    s = FrameMaker(camera(), NO_EFFECTS).make(world, "t", np.random.default_rng(0))
+    lanes = [ln for ln in s.meta["lanes"] if ln["style"] == "solid"]
+    assert _paint_hits(s, lanes) > 0.9
+
+
 def test_lane_polylines_follow_lens_distortion():
     world = calm_world(seed=5)
     draw = replace(NO_EFFECTS, k1=-0.15, k2=0.0)

@@ -93,7 +93,8 @@ def road_to_vehicle(world: World, s, d, origin, rot) -> tuple[np.ndarray, np.nda
 def road_heading_vehicle(world: World, s, rot) -> np.ndarray:
     """Heading of the road tangent at s, in the vehicle frame (rad)."""
     _, _, h = world.centerline.pose(s)
-    return np.asarray(h) - np.arctan2(-rot[0, 1], rot[0, 0])
+    # rot = [[cos t, sin t], [-sin t, cos t]] for the ego's world heading t, so t = atan2(rot[0, 1], rot[0, 0]).
+    return np.asarray(h) - np.arctan2(rot[0, 1], rot[0, 0])
 
 
 def clip_near(pc: np.ndarray, near: float = NEAR) -> np.ndarray:
