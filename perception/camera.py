@@ -15,6 +15,8 @@ ground plane below the camera. The camera frame is OpenCV's: x right, y down, z 
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,13 +26,41 @@ import numpy as np
 from perception.config import from_dict, load_config
 from perception.errors import ConfigError
 
+MAX_HEIGHT_M = 10.0  # above a truck cab or a mast: no vehicle camera, a typo or centimetres
+MAX_ANGLE_DEG = 45.0  # a forward camera tilted or turned further does not see the road ahead
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
 
 @dataclass(frozen=True)
 class Mounting:
+    """Where the camera sits on the vehicle. Keys are named as in the YAML (``mounting.height_m``)."""
+
     height_m: float = 1.3  # camera above the ground plane
     pitch_deg: float = 0.0  # positive looks down
     yaw_deg: float = 0.0
     roll_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("height_m", "pitch_deg", "yaw_deg", "roll_deg"):
+            value = getattr(self, name)
+            if not _finite(value):
+                raise ValueError(f"mounting.{name} must be a finite number, got {value!r}")
+        if self.height_m <= 0:
+            raise ValueError(f"mounting.height_m must be > 0 m (camera above the road), got {self.height_m}")
+        if self.height_m > MAX_HEIGHT_M:
+            raise ValueError(
+                f"mounting.height_m = {self.height_m} m is absurd for a vehicle camera (> {MAX_HEIGHT_M:g} m; "
+                "metres, not centimetres)"
+            )
+        for name in ("pitch_deg", "yaw_deg", "roll_deg"):
+            value = getattr(self, name)
+            if abs(value) > MAX_ANGLE_DEG:
+                raise ValueError(
+                    f"mounting.{name} must be within +-{MAX_ANGLE_DEG:g} deg (degrees, not radians?), got {value}"
+                )
 
 
 @dataclass(frozen=True)
@@ -50,11 +80,33 @@ class CameraModel:
     mounting: Mounting = field(default_factory=Mounting)
 
     def __post_init__(self) -> None:
+        size = self.image_size
+        if (
+            not isinstance(size, (tuple, list))
+            or len(size) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in size)
+        ):
+            raise ValueError(f"image_size must be two positive integers [width, height], got {size!r}")
+        bad = [
+            f"camera_matrix[{i}][{j}]"
+            for i, row in enumerate(self.camera_matrix)
+            for j, v in enumerate(row)
+            if not _finite(v)
+        ] + [f"dist_coeffs[{i}]" for i, v in enumerate(self.dist_coeffs) if not _finite(v)]
+        if bad:
+            raise ValueError(f"{bad[0]} must be a finite number (no NaN or inf)")
         k = self.K
         if k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1 or k[1, 0] or k[2, 0] or k[2, 1]:
             raise ValueError(f"camera_matrix must be [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0, got {k.tolist()}")
         if len(self.dist_coeffs) not in (0, 4, 5, 8, 12, 14):
             raise ValueError(f"dist_coeffs needs 0, 4, 5, 8, 12 or 14 values, got {len(self.dist_coeffs)}")
+        # Pixel centres sit at integer coordinates, so the image spans -0.5 .. size - 0.5.
+        w, h = size
+        if not (-0.5 <= k[0, 2] <= w - 0.5 and -0.5 <= k[1, 2] <= h - 0.5):
+            raise ValueError(
+                f"camera_matrix principal point (cx, cy) = ({k[0, 2]:g}, {k[1, 2]:g}) lies outside the "
+                f"{w}x{h} image of image_size (intrinsics for another resolution?)"
+            )
 
     @property
     def K(self) -> np.ndarray:
