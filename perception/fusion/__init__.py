@@ -1,0 +1,1 @@
+"""Fusion: multi-object tracking (tracking.py) and the scene model built on the tracks."""
