@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.config import BackendConfig, PipelineConfig
+from perception.config import BackendConfig, PipelineConfig, PreprocessConfig
 from perception.pipeline import Pipeline, build_pipeline
 from perception.runner import configure_host_threads, peak_rss_mb, run_source
 from perception.sinks import JsonlSink, scene_to_json
@@ -78,7 +78,11 @@ class PeerPipeline:
             timings_ms={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
         )
 
-    def process_batch(self, frames: Sequence[Frame]) -> list[SceneResult]:
+    def fuse(self, result: SceneResult) -> SceneResult:
+        """The peers have no fusion stage: results pass through."""
+        return result
+
+    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[SceneResult]:
         return [self(f) for f in frames]  # the peer exports take batch 1
 
 
@@ -275,12 +279,20 @@ def run_bench(
     video: bool = False,
     max_frames: int | None = None,
     json_path: str | os.PathLike | None = None,
+    camera: str | None = None,
     log=None,
 ) -> str:
-    """Benchmark each model (None = the shipped default) and optionally the peers; return the report text."""
+    """Benchmark each model (None = the shipped default) and optionally the peers; return the report text.
+
+    ``camera``: camera YAML, so fusion also fits lanes and measures distances (without it, it only tracks).
+    """
     configure_host_threads()
+    pre = PreprocessConfig(camera=camera)
     pipes = [
-        (m or "default", build_pipeline(PipelineConfig(model=m, backend=BackendConfig(threads=threads))))
+        (
+            m or "default",
+            build_pipeline(PipelineConfig(model=m, backend=BackendConfig(threads=threads), preprocess=pre)),
+        )
         for m in models
     ]
     source = open_source(source_path)

@@ -49,6 +49,8 @@ def _pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | No
         post = dataclasses.replace(post, score_threshold=args.score)
     if args.no_video:
         out = dataclasses.replace(out, video=False)
+    if getattr(args, "no_fusion", False):
+        config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, enabled=False))
     if args.backend:
         backend = dataclasses.replace(backend, name=args.backend)
     if args.threads is not None:
@@ -274,6 +276,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scene_eval(args: argparse.Namespace) -> int:
+    """Fusion against the synthetic world's truth (lanes, offset, distances, TTC, tracking)."""
+    from types import SimpleNamespace
+
+    from perception.config import FusionConfig
+    from perception.data.registry import build_dataset, parse_data_spec
+    from perception.eval.scene import evaluate_scene, format_summary
+    from perception.pipeline import build_fuser, build_pipeline
+
+    kind, root = parse_data_spec(args.data)
+    if kind != "synthetic":
+        raise ConfigError(
+            f"--data {args.data}: scene evaluation needs synthetic clips (their truth has lanes in metres)"
+        )
+    dataset = build_dataset(kind, root, split=args.split)
+    if len(dataset) == 0:
+        raise ConfigError(
+            f"{root}: split '{args.split}' holds no frames (make clips with `perception synth --clips K`)"
+        )
+    fusion = FusionConfig()
+    out: dict = {}
+    for name in args.model or ["oracle"]:
+        if name == "oracle":
+            classes = SimpleNamespace(
+                det_classes=dataset.det_classes, seg_classes=dataset.seg_classes
+            )  # the truth's own classes
+            perceive = None
+        else:
+            cfg = PipelineConfig(model=None if name == "default" else str(Path(name).resolve()))
+            cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, enabled=False))
+            pipeline = build_pipeline(cfg)
+            classes, perceive = pipeline.contract, pipeline
+        metrics = evaluate_scene(
+            dataset,
+            lambda cam, c=classes: build_fuser(fusion, c, cam, undistorted_frame=False),
+            perceive,
+            max_clips=args.max_clips,
+        )
+        summary = metrics.summary()
+        out[name] = summary
+        print(format_summary(name, summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from perception.train.config import TrainConfig
     from perception.train.engine import train
@@ -307,6 +356,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         video=args.video,
         max_frames=args.max_frames,
         json_path=args.json,
+        camera=str(Path(args.camera).resolve()) if args.camera else None,
         log=(lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)),
     )
     print(text)
@@ -334,6 +384,105 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import shlex
+    from datetime import date
+
+    import cv2
+
+    from perception.calibration import (
+        calibrate_chessboard,
+        estimate_mounting,
+        parse_board,
+        read_video_frames,
+        save_undistorted_example,
+        write_camera_yaml,
+        yaml_header_comment,
+    )
+    from perception.camera import load_camera
+
+    made_with = f"on {date.today().isoformat()} with perception {__version__}, OpenCV {cv2.__version__}"
+    name = Path(args.out).stem
+    if args.mounting:
+        if args.images:
+            raise ConfigError("--mounting VIDEO takes no IMAGES: calibrate from chessboard photos first, then --camera")
+        if not args.camera:
+            raise ConfigError("--mounting needs --camera CAMERA.yaml (from `perception calibrate IMAGES...`)")
+        if args.example:
+            raise ConfigError("--example is for chessboard calibration (IMAGES...), not for --mounting")
+        camera = load_camera(args.camera)
+        frames = read_video_frames(args.mounting, args.frames)
+        h, w = frames[0].shape[:2]
+        try:
+            scaled = camera.scaled_to(w, h)
+        except ValueError as err:
+            raise ConfigError(f"{args.mounting}: {err} (camera file {args.camera})") from err
+        est = estimate_mounting(
+            frames, scaled, lane_width_m=args.lane_width_m, min_frames=min(10, len(frames)), source=args.mounting
+        )
+        print(est.format())
+        command = (
+            f"perception calibrate --mounting {shlex.quote(args.mounting)} --camera {shlex.quote(args.camera)} "
+            f"--lane-width-m {args.lane_width_m:g} --frames {args.frames} --out {shlex.quote(args.out)}"
+            + (f" --note {shlex.quote(args.note)}" if args.note else "")
+        )
+        cw, ch = camera.image_size
+        u, v = est.vanishing_point
+        header = [
+            f"Camera {name}: intrinsics and distortion of {args.camera} scaled from {cw}x{ch} to {w}x{h}, "
+            "mounting from the lane lines of a video.",
+            f"made by: {command}",
+            made_with,
+            f"mounting: lane lines in {est.frames_used} of {est.frames_total} frames, vanishing point "
+            f"({u:.1f}, {v:.1f}) px; pitch {est.pitch_deg:.2f} deg (MAD {est.pitch_mad_deg:.2f}), "
+            f"yaw {est.yaw_deg:.2f} deg (MAD {est.yaw_mad_deg:.2f}), height {est.height_m:.3f} m "
+            f"(MAD {est.height_mad_m:.3f}) for a {args.lane_width_m:g} m lane; roll not measured (0).",
+            f"ASSUMPTION: {args.mounting} was recorded with the camera of {args.camera} (same lens, resized); "
+            "if not, intrinsics and distortion are wrong and the height is off in proportion to the focal length.",
+        ]
+        if args.note:
+            header.append(f"note: {args.note}")
+        header += [f"{args.camera} says:"] + [f"  {line}" for line in yaml_header_comment(args.camera)]
+        write_camera_yaml(dataclasses.replace(scaled, mounting=est.mounting(), name=name), args.out, header)
+        print(f"wrote {args.out} ({w}x{h}, mounting filled in)")
+        return 0
+
+    if not args.images:
+        raise ConfigError("calibrate needs IMAGES (chessboard photos: files, folders or globs) or --mounting VIDEO")
+    if args.square_mm <= 0:
+        raise ConfigError(f"--square-mm must be > 0, got {args.square_mm:g}")
+    cols, rows = board = parse_board(args.board)
+    result = calibrate_chessboard(args.images, board=board, square_m=args.square_mm / 1000, name=name)
+    print(result.format())
+    command = (
+        f"perception calibrate {shlex.join(args.images)} --board {cols}x{rows} --square-mm {args.square_mm:g} "
+        f"--out {shlex.quote(args.out)}" + (f" --example {shlex.quote(args.example)}" if args.example else "")
+    )
+    w, h = result.camera.image_size
+    not_found = ", ".join(Path(f).name for f in result.not_found) or "none"
+    rejected = "; ".join(f"{Path(f).name} ({why})" for f, why in result.rejected) or "none"
+    header = [
+        f"Camera {name}: pinhole + OpenCV 5-coefficient distortion (k1, k2, p1, p2, k3) from chessboard photos.",
+        f"made by: {command}",
+        made_with,
+        f"board {cols}x{rows} inner corners ({args.square_mm:g} mm squares; they scale the board poses, not the "
+        f"intrinsics) used in {result.boards_used} of {len(result.images)} images at {w}x{h}; "
+        f"RMS reprojection error {result.rms_px:.3f} px.",
+        f"board not found in: {not_found}; board rejected in: {rejected}.",
+        "mounting: not measured here (defaults); see `perception calibrate --mounting`.",
+    ]
+    if result.cropped:
+        names = ", ".join(Path(f).name for f in result.cropped)
+        header.insert(-1, f"cropped at the right/bottom edge to {w}x{h} (1-2 px larger): {names}.")
+    write_camera_yaml(result.camera, args.out, header)
+    print(f"wrote {args.out}")
+    if args.example:
+        # The first photo: in a calibration set it is usually the one that shows the distortion best.
+        out = save_undistorted_example(result.camera, result.images[0], args.example)
+        print(f"undistortion example ({Path(result.images[0]).name}): {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
@@ -352,7 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="pipeline preset YAML (see configs/pipeline/)")
     run.add_argument("--backend", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference backend")
     run.add_argument("--threads", type=int, help="inference threads (0 = one per core)")
-    run.add_argument("--camera", help="camera YAML (intrinsics, distortion)")
+    run.add_argument(
+        "--camera",
+        help="camera YAML (intrinsics, distortion, mounting): lanes in metres, distances, TTC; see calibrate",
+    )
+    run.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances (boxes and masks only)")
     run.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
     run.add_argument("--roi", type=_roi, help="region of interest x,y,w,h in frame pixels")
     run.add_argument("--score", type=float, help="detection score threshold (default: the model's)")
@@ -397,6 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--check-frames", help="image folder or video for the ONNX-vs-PyTorch check (default: noise)")
     ex.set_defaults(func=cmd_export)
 
+    se = sub.add_parser(
+        "scene-eval", parents=[common], help="score fusion (lanes, offset, distance, TTC, tracking) on synthetic clips"
+    )
+    se.add_argument("--data", required=True, help="synthetic:DIR made by `perception synth --clips K`")
+    se.add_argument("--split", default="clips", help="split holding the clips (default clips)")
+    se.add_argument(
+        "--model", action="append", help="oracle (true masks and boxes), default, or a model file; repeatable"
+    )
+    se.add_argument("--max-clips", type=int, help="stop after this many clips")
+    se.add_argument("--json", help="also write the metrics to this JSON file")
+    se.set_defaults(func=cmd_scene_eval)
+
     be = sub.add_parser("bench", parents=[common], help="per-stage timings and frames/s, side by side with the peers")
     be.add_argument("input", help="video (or image folder) to run over, e.g. ../shared/data/clips/solidWhiteRight.mp4")
     be.add_argument("--model", action="append", help="model file; repeat to compare (default: the shipped model)")
@@ -408,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--video", action="store_true", help="also draw and encode the annotated video")
     be.add_argument("--max-frames", type=int, help="frames per pass (default: the whole video)")
     be.add_argument("--json", help="also write the numbers to this JSON file")
+    be.add_argument("--camera", help="camera YAML: fusion also fits lanes and distances (else it only tracks)")
     be.set_defaults(func=cmd_bench)
 
     inspect = sub.add_parser("inspect", parents=[common], help="print a model's contract after checking it")
@@ -487,6 +653,30 @@ def build_parser() -> argparse.ArgumentParser:
     mont.add_argument("--width", type=int, default=320, help="tile width in pixels (default 320)")
     mont.add_argument("--lane-autolabel", action="store_true", help="camvid: mark auto-labelled lane paint")
     mont.set_defaults(func=cmd_data_montage)
+
+    cal = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="camera intrinsics from chessboard photos, or the mounting (pitch, yaw, height) from a video",
+        description="perception calibrate IMAGES... --board 9x6 --out camera.yaml  |  "
+        "perception calibrate --mounting VIDEO --camera camera.yaml --out mounted.yaml",
+    )
+    cal.add_argument("images", nargs="*", metavar="IMAGES", help="chessboard photos: files, folders or globs")
+    cal.add_argument("--out", required=True, help="camera YAML to write")
+    cal.add_argument(
+        "--board",
+        default="9x6",
+        metavar="COLSxROWS",
+        help="inner corners, columns x rows (a board of 10x7 squares is 9x6; default 9x6)",
+    )
+    cal.add_argument("--square-mm", type=float, default=25.0, help="side of one square in mm (default 25)")
+    cal.add_argument("--example", metavar="PNG", help="also write the first photo beside its undistorted version")
+    cal.add_argument("--mounting", metavar="VIDEO", help="estimate pitch, yaw and height from this video's lane lines")
+    cal.add_argument("--camera", help="with --mounting: the calibrated camera YAML (scaled to the video's size)")
+    cal.add_argument("--lane-width-m", type=float, default=3.7, help="ego lane width (default 3.7, US highway)")
+    cal.add_argument("--frames", type=int, default=100, help="frames spread over the video to use (default 100)")
+    cal.add_argument("--note", help="a remark for the YAML's header comment (e.g. where the video comes from)")
+    cal.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -46,6 +46,23 @@ class PostprocessConfig:
 
 
 @dataclass(frozen=True)
+class FusionConfig:
+    enabled: bool = True  # tracking always; lanes and distances need preprocess.camera
+    vehicle_width_m: float = 1.8  # ego vehicle, for lane departure and the in-path test
+    ldw_trigger_m: float = 0.1  # lane departure warning when a wheel is this close to a line (m)
+    ldw_hysteresis_m: float = 0.25  # ... and it clears once the wheel is this much further away again
+    lane_hold_s: float = 1.0  # the ego lane is held this long without any line seen
+    fcw_ttc_s: float = 2.5  # forward collision warning below this time to collision (s)
+    fcw_hysteresis_s: float = 0.5
+    fcw_frames: int = 2  # consecutive frames below fcw_ttc_s before the warning
+    track_high_score: float = 0.5  # ByteTrack: detections from this score match any track
+    track_low_score: float = 0.1  # ... from this score they only keep tracks alive
+    track_new_score: float = 0.6  # ... from this score they start tracks
+    track_max_lost_s: float = 1.0  # a track unmatched this long ends
+    track_min_hits: int = 2  # matches that confirm a new track
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     jsonl: bool = True
     video: bool = True
@@ -66,6 +83,7 @@ class PipelineConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 

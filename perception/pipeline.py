@@ -9,13 +9,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from perception.camera import load_camera
-from perception.config import PipelineConfig, resolve
+from perception.config import FusionConfig, PipelineConfig, resolve
 from perception.errors import ConfigError, ModelError
+from perception.fusion.scene import SceneFuser
 from perception.postprocess.outputs import DetectionSettings, unpack_outputs
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
@@ -50,9 +52,17 @@ class Pipeline:
         backend: inference backend holding the model and its contract.
         preprocessor: letterbox (and undistortion/ROI) matching the contract's input.
         settings: detection thresholds applied on the host.
+        fuser: turns each frame's boxes and masks into a Scene (tracks, lanes, distances, warnings); it is
+            stateful, so frames must come in order; None = no fusion (``SceneResult.scene`` stays None).
     """
 
-    def __init__(self, backend: Backend, preprocessor: Preprocessor, settings: DetectionSettings):
+    def __init__(
+        self,
+        backend: Backend,
+        preprocessor: Preprocessor,
+        settings: DetectionSettings,
+        fuser: SceneFuser | None = None,
+    ):
         contract = backend.contract
         if preprocessor.input_size != tuple(contract.graph_input_size):
             raise ValueError(
@@ -73,12 +83,16 @@ class Pipeline:
         self.preprocessor = preprocessor
         self.settings = settings
         self.contract = contract
+        self.fuser = fuser
 
-    def process_batch(self, frames: Sequence[Frame]) -> list[SceneResult]:
+    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[SceneResult]:
         """Frames (any sizes) → one SceneResult each; detections in frame pixels.
 
         Per-frame timings (ms): preprocess, inference, postprocess are wall clock, the batch's time divided
         by the batch size; preprocess_cpu and postprocess_cpu are the calling thread's CPU time.
+
+        ``fuse``: also run fusion (see :meth:`fuse`); the threaded runner passes False and fuses in its
+        writer thread, so fusion overlaps the next batch's inference.
         """
         if not frames:
             return []
@@ -109,8 +123,9 @@ class Pipeline:
             "preprocess_cpu": (c1 - c0) * 1e3 / n,
             "postprocess_cpu": (c3 - c2) * 1e3 / n,
         }
-        return [
-            SceneResult(
+        out = []
+        for frame, lb, seg, dets in results:
+            result = SceneResult(
                 frame_index=frame.index,
                 timestamp_s=frame.timestamp_s,
                 frame_size=frame.size_hw,
@@ -120,8 +135,21 @@ class Pipeline:
                 letterbox=lb,
                 timings_ms=timings,
             )
-            for frame, lb, seg, dets in results
-        ]
+            out.append(self.fuse(result) if fuse else result)
+        return out
+
+    def fuse(self, result: SceneResult) -> SceneResult:
+        """Add the fused scene (tracks, lanes, distances, warnings) and its time ("fusion", ms).
+
+        Stateful: call once per frame, in frame order. Without a fuser the result comes back unchanged.
+        """
+        if self.fuser is None:
+            return result
+        t0 = time.perf_counter()
+        scene = self.fuser.update(result)
+        return replace(
+            result, scene=scene, timings_ms={**result.timings_ms, "fusion": (time.perf_counter() - t0) * 1e3}
+        )
 
     def _check_frame_size(self, frames: Sequence[Frame]) -> None:
         fs = self.contract.frame_size
@@ -166,4 +194,36 @@ def build_pipeline(config: PipelineConfig, config_file: str | os.PathLike | None
     settings = DetectionSettings.from_contract(
         contract, post.score_threshold, post.iou_threshold, post.max_dets, post.class_agnostic
     )
-    return Pipeline(backend, preprocessor, settings)
+    fuser = build_fuser(config.fusion, contract, camera, pc.undistort) if config.fusion.enabled else None
+    return Pipeline(backend, preprocessor, settings, fuser)
+
+
+def build_fuser(fc: FusionConfig, contract, camera, undistorted_frame: bool) -> SceneFuser:
+    """Map a FusionConfig to a SceneFuser for a model's classes (camera None: tracking only)."""
+    from perception.fusion.scene import WarningSettings
+    from perception.fusion.tracking import ByteTracker
+    from perception.postprocess.lanes import LaneFilter
+
+    return SceneFuser(
+        det_classes=contract.det_classes,
+        seg_classes=contract.seg_classes,
+        camera=camera,
+        undistorted_frame=undistorted_frame,
+        tracker=ByteTracker(
+            high_score=fc.track_high_score,
+            low_score=fc.track_low_score,
+            new_track_score=fc.track_new_score,
+            max_lost_s=fc.track_max_lost_s,
+            min_hits=fc.track_min_hits,
+        ),
+        lane_filter=LaneFilter(
+            vehicle_width_m=fc.vehicle_width_m,
+            ldw_trigger_m=fc.ldw_trigger_m,
+            ldw_hysteresis_m=fc.ldw_hysteresis_m,
+            hold_s=fc.lane_hold_s,
+        ),
+        warnings=WarningSettings(
+            fcw_ttc_s=fc.fcw_ttc_s, fcw_hysteresis_s=fc.fcw_hysteresis_s, fcw_frames=fc.fcw_frames
+        ),
+        vehicle_width_m=fc.vehicle_width_m,
+    )

@@ -22,14 +22,14 @@ from typing import Any
 
 from perception.pipeline import Pipeline
 from perception.progress import Progress
-from perception.sinks import JsonlSink, VideoSink, ensure_writable_dir, scene_to_json
+from perception.sinks import SCHEMA_ID, JsonlSink, VideoSink, ensure_writable_dir, scene_to_json
 from perception.sources import BadFrame, FrameSource
 from perception.types import Frame
 from perception.viz import draw_scene
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "preprocess", "inference", "postprocess", "render", "write")  # wall clock, in flow order
+STAGES = ("decode", "preprocess", "inference", "postprocess", "fusion", "render", "write")  # wall clock, in flow order
 _END = object()
 
 
@@ -198,8 +198,19 @@ def run_source(
                 frame, result, frame_ms = item
                 if isinstance(result, BadFrame):
                     if jsonl:
-                        jsonl.write({"frame": result.index, "t": round(result.timestamp_s, 6), "error": result.reason})
+                        jsonl.write(
+                            {
+                                "schema": SCHEMA_ID,
+                                "frame": result.index,
+                                "t": round(result.timestamp_s, 6),
+                                "error": result.reason,
+                            }
+                        )
                     continue
+                # Fusion is stateful (tracks, lane filter), so it runs here, where frames arrive in order, and
+                # overlaps the next batch's inference.
+                result = pipeline.fuse(result)
+                frame_ms.update(result.timings_ms)
                 if video:
                     t0 = time.perf_counter()
                     video.write(draw_scene(frame.image, result, overlay_alpha))
@@ -227,7 +238,7 @@ def run_source(
     batch: list[tuple[Frame, float]] = []
 
     def flush() -> None:
-        results = pipeline.process_batch([f for f, _ in batch])
+        results = pipeline.process_batch([f for f, _ in batch], fuse=False)
         for (frame, decode_ms), result in zip(batch, results, strict=True):
             put(processed, (frame, result, {"decode": decode_ms, **result.timings_ms}))
         summary.frames_processed += len(batch)

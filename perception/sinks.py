@@ -2,10 +2,17 @@
 
 JSONL line (one per frame position, in order)::
 
-    {"frame": 12, "t": 0.48, "size": [540, 960],
+    {"schema": "perception.frame/2", "frame": 12, "t": 0.48, "size": [540, 960],
      "detections": [{"box": [x1, y1, x2, y2], "score": 0.91, "class": "car", "class_id": 0}, ...],
      "seg_area": {"background": 0.61, "drivable": 0.35, "lane": 0.04},
-     "timings_ms": {"decode": 1.2, "preprocess": 0.6, "inference": 14.0, "postprocess": 0.1, "render": 3.1}}
+     "timings_ms": {"decode": 1.2, "preprocess": 0.6, "inference": 14.0, "postprocess": 0.1, "render": 3.1},
+     "scene": {"camera": "udacity", "ego_lane": {"width_m": 3.6, "offset_m": -0.12, ...},
+               "lanes": [{"side": "ego_left", "coeffs_m": [1.7, 0.01, 0.0002], ...}, ...],
+               "objects": [{"track_id": 3, "class": "car", "distance_m": 23.4, "ttc_s": null, ...}, ...],
+               "warnings": []}}
+
+Every field, its unit and its meaning: ``perception/schema/frame.schema.json`` (JSON Schema 2020-12,
+versioned by the ``schema`` value; ``scene`` is null when fusion is off).
 
 Boxes are in frame pixels (x1, y1, x2, y2; undistorted when undistortion is on). ``seg_area`` is the
 fraction of the processed region (ROI, padding excluded) per class. A frame position that held no
@@ -23,7 +30,68 @@ import cv2
 import numpy as np
 
 from perception.errors import OutputError
-from perception.types import SceneResult
+from perception.types import Scene, SceneResult
+
+SCHEMA_ID = "perception.frame/2"
+SCHEMA_PATH = Path(__file__).parent / "schema" / "frame.schema.json"
+
+
+def _num(value: float | None, digits: int) -> float | None:
+    """Rounded float, or None for None/NaN/inf (JSON has no NaN)."""
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def scene_json(scene: Scene, det_class_names: tuple[str, ...]) -> dict[str, Any]:
+    """The fused part of a frame record (see the schema file for units)."""
+    ego = scene.ego_lane
+    return {
+        "camera": scene.camera,
+        "ego_lane": None
+        if ego is None
+        else {
+            "width_m": _num(ego.width_m, 3),
+            "offset_m": _num(ego.offset_m, 3),
+            "heading_error_rad": _num(ego.heading_error_rad, 5),
+            "curvature_1pm": _num(ego.curvature_1pm, 6),
+            "radius_m": _num(ego.radius_m, 1),
+            "left_seen": ego.left_seen,
+            "right_seen": ego.right_seen,
+            "departure": ego.departure,
+            "confidence": _num(ego.confidence, 3),
+        },
+        "lanes": [
+            {
+                "side": ln.side,
+                "coeffs_m": [_num(ln.coeffs[0], 4), _num(ln.coeffs[1], 6), _num(ln.coeffs[2], 7)],
+                "x_range_m": [_num(v, 2) for v in ln.x_range_m],
+                "style": ln.style,
+                "confidence": _num(ln.confidence, 3),
+                "smoothed": ln.smoothed,
+            }
+            for ln in scene.lanes
+        ],
+        "objects": [
+            {
+                "track_id": o.track.track_id,
+                "class": det_class_names[o.track.label] if o.track.label < len(det_class_names) else str(o.track.label),
+                "box": [round(float(v), 2) for v in o.track.box_xyxy],
+                "score": round(float(o.track.score), 4),
+                "age_frames": o.track.age_frames,
+                "distance_m": _num(o.distance_m, 2),
+                "distance_sigma_m": _num(o.distance_sigma_m, 2),
+                "position_m": None if o.position_m is None else [_num(v, 2) for v in o.position_m],
+                "distance_source": o.distance_source,
+                "lane": o.lane,
+                "in_path": o.in_path,
+                "closing_speed_mps": _num(o.closing_speed_mps, 2),
+                "ttc_s": _num(o.ttc_s, 2),
+            }
+            for o in scene.objects
+        ],
+        "warnings": list(scene.warnings),
+    }
 
 
 def scene_to_json(result: SceneResult, timings_ms: dict[str, float] | None = None) -> dict[str, Any]:
@@ -31,6 +99,7 @@ def scene_to_json(result: SceneResult, timings_ms: dict[str, float] | None = Non
     dets = result.detections
     names = result.det_class_names
     return {
+        "schema": SCHEMA_ID,
         "frame": result.frame_index,
         "t": round(result.timestamp_s, 6),
         "size": list(result.frame_size),
@@ -49,6 +118,7 @@ def scene_to_json(result: SceneResult, timings_ms: dict[str, float] | None = Non
             else None
         ),
         "timings_ms": {k: round(v, 3) for k, v in (timings_ms or result.timings_ms).items()},
+        "scene": scene_json(result.scene, names) if result.scene is not None else None,
     }
 
 

@@ -232,6 +232,177 @@ class SegMap:
 
 
 @dataclass(frozen=True)
+class Track:
+    """One tracked object in one frame, as the tracker (``fusion/tracking.py``) reports it.
+
+    Attributes:
+        track_id: stable id, >= 1, never reused within a run.
+        box_xyxy: float32 [4], x1, y1, x2, y2 in frame pixels: the Kalman-filtered box.
+        score: float, the score of the detection matched this frame (0 when coasting on the prediction).
+        label: int, index into the detection class list.
+        hits: frames in which a detection was matched to this track so far.
+        age_frames: frames since the track started.
+        frames_since_update: 0 when matched this frame, k when predicted for k frames without a match.
+        velocity_pxps: float32 [2], box-centre velocity in frame pixels per second (x right, y down).
+    """
+
+    track_id: int
+    box_xyxy: np.ndarray
+    score: float
+    label: int
+    hits: int = 1
+    age_frames: int = 1
+    frames_since_update: int = 0
+    velocity_pxps: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))
+
+    def __post_init__(self) -> None:
+        box = np.asarray(self.box_xyxy, dtype=np.float32).reshape(-1)
+        if box.shape != (4,) or box[2] < box[0] or box[3] < box[1]:
+            raise ValueError(f"Track.box_xyxy must be [4] x1,y1,x2,y2 with x1 <= x2, y1 <= y2, got {box.tolist()}")
+        vel = np.asarray(self.velocity_pxps, dtype=np.float32).reshape(-1)
+        if vel.shape != (2,):
+            raise ValueError(f"Track.velocity_pxps must be [2], got shape {vel.shape}")
+        if self.track_id < 1 or self.label < 0:
+            raise ValueError(f"Track needs track_id >= 1 and label >= 0, got {self.track_id}, {self.label}")
+        object.__setattr__(self, "box_xyxy", _readonly(box))
+        object.__setattr__(self, "velocity_pxps", _readonly(vel))
+
+
+LANE_SIDES = ("ego_left", "ego_right", "next_left", "next_right", "other")
+LANE_STYLES = ("solid", "dashed", "unknown")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One lane line on the ground, in the vehicle frame (x forward, y left, metres; origin on the ground
+    below the camera).
+
+    Attributes:
+        side: one of LANE_SIDES, relative to the ego lane.
+        coeffs: (c0, c1, c2) of y(x) = c0 + c1 x + c2 x^2 in metres: c0 lateral position at the camera,
+            c1 the line's direction (tan of its angle to the vehicle's x axis), c2 half its curvature (1/m).
+        x_range_m: (near, far) forward distances (m) over which the line was seen.
+        style: one of LANE_STYLES (dashed: painted for less than ~60 % of its seen length).
+        confidence: 0..1, from the length seen, the paint coverage and the fit residual.
+        points_image: float32 [K, 2], the fitted curve sampled in frame pixels (for drawing).
+        smoothed: True when the temporal filter filled in or corrected this line (not seen as-is in this frame).
+    """
+
+    side: str
+    coeffs: tuple[float, float, float]
+    x_range_m: tuple[float, float]
+    style: str = "unknown"
+    confidence: float = 0.0
+    points_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    smoothed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.side not in LANE_SIDES:
+            raise ValueError(f"Lane.side must be one of {LANE_SIDES}, got {self.side!r}")
+        if self.style not in LANE_STYLES:
+            raise ValueError(f"Lane.style must be one of {LANE_STYLES}, got {self.style!r}")
+        if len(self.coeffs) != 3 or not all(np.isfinite(self.coeffs)):
+            raise ValueError(f"Lane.coeffs must be 3 finite numbers, got {self.coeffs}")
+        pts = np.asarray(self.points_image, dtype=np.float32).reshape(-1, 2)
+        object.__setattr__(self, "coeffs", tuple(float(c) for c in self.coeffs))
+        object.__setattr__(self, "x_range_m", tuple(float(v) for v in self.x_range_m))
+        object.__setattr__(self, "points_image", _readonly(pts))
+
+    def y_at(self, x_m: np.ndarray | float) -> np.ndarray:
+        """Lateral position (m, left positive) of the line at forward distance(s) x_m."""
+        c0, c1, c2 = self.coeffs
+        x = np.asarray(x_m, dtype=np.float64)
+        return c0 + c1 * x + c2 * x * x
+
+
+@dataclass(frozen=True)
+class EgoLane:
+    """The lane the vehicle drives in, at the camera's position.
+
+    Attributes:
+        width_m: distance between its two lines.
+        offset_m: lateral offset of the camera from the lane centre (m, left positive).
+        heading_error_rad: vehicle heading relative to the lane direction (rad, left positive).
+        curvature_1pm: lane curvature (1/m, positive turns left); ``radius_m`` is 1/|curvature| (inf when straight).
+        left_seen, right_seen: whether each line was seen in this frame (otherwise held by the filter).
+        departure: "none", "left" or "right": lane departure warning (with hysteresis).
+        confidence: 0..1.
+    """
+
+    width_m: float
+    offset_m: float
+    heading_error_rad: float
+    curvature_1pm: float
+    left_seen: bool
+    right_seen: bool
+    departure: str = "none"
+    confidence: float = 0.0
+
+    @property
+    def radius_m(self) -> float:
+        return float("inf") if abs(self.curvature_1pm) < 1e-9 else 1.0 / abs(self.curvature_1pm)
+
+
+OBJECT_LANES = ("ego", "left", "right", "off_road", "unknown")
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """A tracked object placed in the scene.
+
+    Attributes:
+        track: the tracker's value (id, filtered box in frame pixels, class label, score).
+        distance_m: ground distance from the camera to the object's nearest ground contact point (m), or
+            None when no estimate exists (e.g. a box whose bottom lies above the horizon).
+        distance_sigma_m: one standard deviation of ``distance_m`` (m), from a pixel of box-bottom error
+            and the pitch uncertainty; None with ``distance_m``.
+        position_m: (x forward, y left) of that contact point in the vehicle frame (m), or None.
+        distance_source: "ground" (box bottom through the ground plane), "size" (box height and a class
+            height prior: signs, or a box cut by the image bottom) or "none".
+        lane: one of OBJECT_LANES. in_path: in the ego lane (or, without lanes, within the vehicle's
+            width ahead) and on drivable road.
+        closing_speed_mps: rate at which the distance shrinks (m/s, positive = approaching), or None.
+        ttc_s: time to collision, distance / closing speed when approaching, else None.
+    """
+
+    track: Track
+    distance_m: float | None = None
+    distance_sigma_m: float | None = None
+    position_m: tuple[float, float] | None = None
+    distance_source: str = "none"
+    lane: str = "unknown"
+    in_path: bool = False
+    closing_speed_mps: float | None = None
+    ttc_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lane not in OBJECT_LANES:
+            raise ValueError(f"SceneObject.lane must be one of {OBJECT_LANES}, got {self.lane!r}")
+        if self.distance_source not in ("ground", "size", "none"):
+            raise ValueError(f"SceneObject.distance_source must be ground, size or none, got {self.distance_source!r}")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What fusion adds to a frame: lanes in metres, the ego lane, placed objects and warnings.
+
+    Attributes:
+        lanes: lane lines, ego_left / ego_right first when present.
+        ego_lane: None when neither ego line is seen nor held by the filter.
+        objects: tracked objects (confirmed tracks matched in this frame).
+        warnings: active warnings, e.g. ("lane_departure_left", "forward_collision").
+        camera: name of the camera model used (its YAML ``name``), or None when none was given
+            (then no metric quantities: lanes and distances stay empty, tracks still come through).
+    """
+
+    lanes: tuple[Lane, ...] = ()
+    ego_lane: EgoLane | None = None
+    objects: tuple[SceneObject, ...] = ()
+    warnings: tuple[str, ...] = ()
+    camera: str | None = None
+
+
+@dataclass(frozen=True)
 class SceneResult:
     """Everything the pipeline knows about one frame.
 
@@ -243,6 +414,7 @@ class SceneResult:
         seg: segmentation in input pixels (``letterbox`` maps it to the frame).
         letterbox: the geometry used for this frame.
         timings_ms: stage name → milliseconds spent on this frame.
+        scene: the fused scene (lanes, ego lane, tracked objects, warnings), None when fusion is off.
     """
 
     frame_index: int
@@ -253,6 +425,7 @@ class SceneResult:
     seg: SegMap | None
     letterbox: Letterbox
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    scene: Scene | None = None
 
     def __post_init__(self) -> None:
         if len(self.detections) and int(self.detections.labels.max()) >= len(self.det_class_names):

@@ -1,4 +1,6 @@
-"""Overlay drawing: segmentation tint and labelled boxes on a copy of the frame."""
+"""Overlay drawing on a copy of the frame: segmentation tint, then either the fused scene (ego-lane fill,
+lane lines, tracked objects with id and distance, a HUD with offset and curvature, warnings) or, without
+fusion, the raw labelled boxes."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import functools
 import cv2
 import numpy as np
 
-from perception.types import SceneResult
+from perception.types import Scene, SceneResult
 
 # BGR colours by segmentation class name; unknown names get a colour from SEG_FALLBACK.
 SEG_COLORS = {"drivable": (80, 200, 60), "road": (80, 200, 60), "lane": (0, 215, 255)}
@@ -51,16 +53,91 @@ def draw_scene(image: np.ndarray, result: SceneResult, alpha: float = 0.45) -> n
         roi = out[y : y + h, x : x + w]
         blended = cv2.addWeighted(roi, 1.0 - alpha, colors, alpha, 0.0)
         cv2.copyTo(blended, (ids > 0).view(np.uint8), roi)
-    dets = result.detections
     thickness = max(1, round(min(image.shape[:2]) / 360))
+    if result.scene is not None:
+        _draw_scene_layer(out, result.scene, result.det_class_names, thickness)
+        return out
+    dets = result.detections
     for box, score, label in zip(dets.boxes_xyxy, dets.scores, dets.labels, strict=True):
         name = result.det_class_names[label]
-        color = det_color(name, int(label))
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-        text = f"{name} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        ty = max(y1, th + base + 2)
-        cv2.rectangle(out, (x1, ty - th - base - 2), (x1 + tw + 4, ty), color, -1)
-        cv2.putText(out, text, (x1 + 2, ty - base - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        _labelled_box(out, box, f"{name} {score:.2f}", det_color(name, int(label)), thickness)
     return out
+
+
+def _labelled_box(out: np.ndarray, box, text: str, color, thickness: int, bold: bool = False) -> None:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness * (2 if bold else 1), cv2.LINE_AA)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    ty = max(y1, th + base + 2)
+    cv2.rectangle(out, (x1, ty - th - base - 2), (x1 + tw + 4, ty), color, -1)
+    cv2.putText(out, text, (x1 + 2, ty - base - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+LANE_COLORS = {
+    "ego_left": (0, 0, 255),
+    "ego_right": (0, 0, 255),
+    "next_left": (255, 200, 0),
+    "next_right": (255, 200, 0),
+}
+EGO_FILL = (255, 120, 0)  # BGR
+WARN_COLOR = (0, 0, 255)
+
+
+def _draw_scene_layer(out: np.ndarray, scene: Scene, names: tuple[str, ...], thickness: int) -> None:
+    lanes = {ln.side: ln for ln in scene.lanes}
+    left, right = lanes.get("ego_left"), lanes.get("ego_right")
+    if left is not None and right is not None and len(left.points_image) > 1 and len(right.points_image) > 1:
+        # Fill the ego lane over the common forward range of its two lines.
+        poly = np.concatenate([left.points_image, right.points_image[::-1]]).round().astype(np.int32)
+        layer = out.copy()
+        cv2.fillPoly(layer, [poly], EGO_FILL, cv2.LINE_AA)
+        cv2.addWeighted(layer, 0.3, out, 0.7, 0.0, dst=out)
+    for ln in scene.lanes:
+        if len(ln.points_image) < 2:
+            continue
+        color = LANE_COLORS.get(ln.side, (200, 200, 200))
+        width = thickness * (3 if ln.side.startswith("ego") else 2)
+        pts = ln.points_image.round().astype(np.int32)
+        if ln.style == "dashed":
+            for a, b in zip(pts[:-1:2], pts[1::2], strict=False):
+                cv2.line(out, tuple(int(v) for v in a), tuple(int(v) for v in b), color, width, cv2.LINE_AA)
+        else:
+            cv2.polylines(out, [pts], False, color, width, cv2.LINE_AA)
+    for o in scene.objects:
+        t = o.track
+        name = names[t.label] if t.label < len(names) else str(t.label)
+        text = f"{name} #{t.track_id}"
+        if o.distance_m is not None:
+            text += f" {o.distance_m:.0f}m" if o.distance_source == "ground" else f" ~{o.distance_m:.0f}m"
+        if o.ttc_s is not None and o.ttc_s < 10:
+            text += f" {o.ttc_s:.1f}s"
+        color = WARN_COLOR if (o.in_path and "forward_collision" in scene.warnings) else det_color(name, t.label)
+        _labelled_box(out, t.box_xyxy, text, color, thickness, bold=o.in_path)
+    _hud(out, scene)
+
+
+def _hud(out: np.ndarray, scene: Scene) -> None:
+    ego = scene.ego_lane
+    lines = []
+    if scene.camera is None:
+        lines.append("no camera: no lanes or distances")
+    elif ego is None:
+        lines.append("ego lane: not found")
+    else:
+        side = "left" if ego.offset_m > 0 else "right"
+        radius = (
+            "straight" if ego.radius_m > 5000 else f"R {ego.radius_m:.0f} m {'L' if ego.curvature_1pm > 0 else 'R'}"
+        )
+        lines.append(f"offset {abs(ego.offset_m):.2f} m {side}  width {ego.width_m:.2f} m")
+        lines.append(f"heading {np.degrees(ego.heading_error_rad):+.1f} deg  {radius}")
+    for w in scene.warnings:
+        lines.append(w.replace("_", " ").upper())
+    y = 8
+    for text in lines:
+        warn = text.isupper()
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2 if warn else 1)
+        cv2.rectangle(out, (6, y), (14 + tw, y + th + base + 6), WARN_COLOR if warn else (0, 0, 0), -1)
+        cv2.putText(
+            out, text, (10, y + th + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2 if warn else 1, cv2.LINE_AA
+        )
+        y += th + base + 10

@@ -64,7 +64,7 @@ def test_offline_bench_reports_table_and_json(fused_model, clip, tmp_path):
     row = next(line for line in lines if line.startswith("fused.onnx"))
     assert row.rstrip().endswith("%") and "frames/s" not in row
     assert "mode offline batch 2, 2 runs after a warm-up" in text and "backend of fused.onnx: onnxruntime" in text
-    assert "(no fusion, render stage in these runs)" in text and "peak resident memory" in text
+    assert "(no render stage in these runs)" in text and "peak resident memory" in text
     assert sum("run " in m and "frames/s over 3 frames" in m for m in logged) == 2
     data = json.loads(json_path.read_text())
     assert (data["mode"], data["batch"], data["runs"], data["peers"]) == ("offline", 2, 2, None)

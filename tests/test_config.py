@@ -292,7 +292,7 @@ def test_shipped_pipeline_config_loads(path):
         assert camera is not None, f"{path}: undistort needs preprocess.camera"
 
 
-@pytest.mark.parametrize("path", yamls("configs/camera"))
+@pytest.mark.parametrize("path", yamls("configs/cameras"))
 def test_shipped_camera_loads(path):
     cam = load_camera(path)
     assert isinstance(cam, CameraModel)

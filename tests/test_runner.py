@@ -15,6 +15,7 @@ from perception.config import PipelineConfig
 from perception.errors import InputError
 from perception.pipeline import build_pipeline
 from perception.runner import run_source
+from perception.sinks import SCHEMA_PATH
 from perception.sources import BadFrame, ImageFolderSource, VideoFileSource, open_source
 from perception.types import Frame
 
@@ -41,11 +42,19 @@ def test_video_run_writes_one_valid_line_per_frame_and_a_playable_video(fused_mo
         "preprocess",
         "inference",
         "postprocess",
+        "fusion",
         "render",
         "preprocess_cpu",
         "postprocess_cpu",
     }
     assert np.allclose([r["t"] for r in lines], np.arange(12) / 10.0, atol=1e-3)
+    # No camera given: fusion tracks but has no geometry (no lanes, no distances), and says so.
+    assert all(r["scene"]["camera"] is None and r["scene"]["lanes"] == [] for r in lines)
+    assert all(o["distance_m"] is None for r in lines for o in r["scene"]["objects"])
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_PATH.read_text())
+    for record in lines:
+        jsonschema.validate(record, schema)
     boxes = [d for r in lines for d in r["detections"]]
     assert boxes, "the cls_prior=0.3 test model yields detections"
     for d in boxes:
@@ -151,11 +160,11 @@ def test_interrupt_closes_outputs_and_flags_summary(fused_model, tmp_path, monke
     calls = {"n": 0}
     real = pipeline.__class__.process_batch  # the runner calls process_batch (batch_size frames at a time)
 
-    def interrupting(self, frames):
+    def interrupting(self, frames, fuse=True):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, frames)
+        return real(self, frames, fuse)
 
     monkeypatch.setattr(pipeline.__class__, "process_batch", interrupting)
     summary = run_source(_SlowSource(50), pipeline, tmp_path, progress=False, batch_size=batch_size)
@@ -194,9 +203,9 @@ def _record_batches(monkeypatch) -> list[int]:
     sizes: list[int] = []
     real = Pipeline.process_batch
 
-    def recording(self, frames):
+    def recording(self, frames, fuse=True):
         sizes.append(len(frames))
-        return real(self, frames)
+        return real(self, frames, fuse)
 
     monkeypatch.setattr(Pipeline, "process_batch", recording)
     return sizes

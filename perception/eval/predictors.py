@@ -36,6 +36,7 @@ class PipelinePredictor:
                 cfg,
                 postprocess=dataclasses.replace(cfg.postprocess, score_threshold=score_threshold),
                 backend=dataclasses.replace(cfg.backend, threads=threads),
+                fusion=dataclasses.replace(cfg.fusion, enabled=False),  # frames are independent: no tracking
             )
             pipeline = build_pipeline(cfg)
         self.pipeline = pipeline

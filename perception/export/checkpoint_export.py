@@ -178,7 +178,7 @@ class _EagerGraphLetterbox:
 
 def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames: list[np.ndarray]) -> ParityReport:
     """Run ``frames`` through the exported file (ONNX Runtime) and the eager net (host decode + NMS)."""
-    from perception.config import PipelineConfig
+    from perception.config import FusionConfig, PipelineConfig
     from perception.pipeline import Pipeline, build_pipeline
     from perception.postprocess.nms import box_iou
     from perception.postprocess.outputs import DetectionSettings
@@ -186,7 +186,7 @@ def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames:
     from perception.runtime.torch_backend import TorchBackend
     from perception.types import Frame
 
-    onnx_pipe = build_pipeline(PipelineConfig(model=str(onnx_path)))
+    onnx_pipe = build_pipeline(PipelineConfig(model=str(onnx_path), fusion=FusionConfig(enabled=False)))
     # The eager reference sees each frame letterboxed as the exported graph letterboxes it.
     whole_frame = contract.frame_size is not None
     backend_cls = _float_pixel_backend() if whole_frame else TorchBackend

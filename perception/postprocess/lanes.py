@@ -1,0 +1,576 @@
+"""Lane-marking mask → lane lines in metres → the ego lane, smoothed over time, with departure warnings.
+
+The flow, one function each::
+
+    SegMap (input px) + Letterbox ─► lane_points_ground ─► find_lines ─► assign_sides ─► measure_ego_lane
+        ─► LaneFilter.update (Kalman over offset, heading, curvature, width; lane changes; departure warning)
+
+Lines are found on the ground plane (a bird's-eye view in metres), where parallel lines stay parallel:
+the lane pixels are projected through the camera's ground homography, a histogram across the road seeds
+one sliding window walk per line, the walk carries on through gaps (so a dashed line is one line), and a
+robust quadratic y(x) = c0 + c1 x + c2 x^2 is fitted to the windows' medians (one value per window, so
+the many near pixels do not outvote the few far ones). Vehicle frame: x forward, y left, metres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from perception.camera import CameraModel
+from perception.types import EgoLane, Lane, Letterbox, SegMap
+
+# A lane is 2.5 m (narrow urban) to 5 m (wide highway lane or lane + shoulder) wide.
+MIN_LANE_WIDTH_M = 2.4
+MAX_LANE_WIDTH_M = 5.5
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """How lines are searched for on the ground plane (metres)."""
+
+    near_m: float = 4.0  # closer paint is mostly hidden by the hood or too blurred to fit
+    far_m: float = 60.0  # beyond this a mask pixel spans metres: too coarse to help the fit
+    max_lateral_m: float = 12.0  # search across the road up to this far either side
+    window_m: float = 2.0  # sliding window length along x
+    max_gap_m: float = 16.0  # a dashed line's gaps (9 m on a 3/12 m pattern) and a few missed dashes
+    min_span_m: float = 6.0  # shorter runs of paint are not lines (arrows, crossings, noise)
+    min_windows: int = 3
+    max_points: int = 20000  # lane pixels kept per frame (evenly subsampled beyond this)
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """One line found in one frame, before sides are assigned (vehicle frame, metres)."""
+
+    coeffs: tuple[float, float, float]
+    x_range_m: tuple[float, float]
+    coverage: float  # fraction of the windows along the seen span that held paint
+    residual_m: float  # robust spread of the window medians around the fit
+    windows: int
+
+    @property
+    def style(self) -> str:
+        span = self.x_range_m[1] - self.x_range_m[0]
+        if span < 12.0:
+            return "unknown"  # too short to see a dash pattern
+        if self.coverage >= 0.75:
+            return "solid"
+        return "dashed" if self.coverage <= 0.6 else "unknown"
+
+    @property
+    def confidence(self) -> float:
+        span = self.x_range_m[1] - self.x_range_m[0]
+        return float(
+            min(1.0, span / 30.0) * (0.5 + 0.5 * min(1.0, self.windows / 8.0)) * math.exp(-self.residual_m / 0.3)
+        )
+
+    def y_at(self, x: np.ndarray | float) -> np.ndarray:
+        c0, c1, c2 = self.coeffs
+        x = np.asarray(x, np.float64)
+        return c0 + c1 * x + c2 * x * x
+
+
+def lane_points_ground(
+    seg: SegMap,
+    letterbox: Letterbox,
+    camera: CameraModel,
+    lane_class: int,
+    undistort_points: bool,
+    settings: LaneSettings = LaneSettings(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lane-class pixels → ground points (x forward, y left; float64 [N] each, metres).
+
+    ``camera`` must be at frame resolution. ``undistort_points``: the frame still holds lens distortion
+    (preprocessing did not undistort), so pixel positions are undistorted before the ground projection.
+    Points outside [near_m, far_m] ahead or beyond max_lateral_m either side are dropped.
+    """
+    content = letterbox.crop_content(seg.class_ids)
+    ys, xs = np.nonzero(content == lane_class)
+    if len(xs) > settings.max_points:
+        step = int(math.ceil(len(xs) / settings.max_points))
+        ys, xs = ys[::step], xs[::step]
+    if len(xs) == 0:
+        return np.zeros(0), np.zeros(0)
+    rx, ry, _, _ = letterbox.roi_xywh
+    # Input pixel centre → frame pixel centre (the inverse of the letterbox scale about pixel centres).
+    u = (xs + 0.5) / letterbox.scale - 0.5 + rx
+    v = (ys + 0.5) / letterbox.scale - 0.5 + ry
+    pix = np.column_stack([u, v])
+    if undistort_points and len(camera.dist_coeffs):
+        pix = cv2.undistortPoints(pix.reshape(-1, 1, 2), camera.K, camera.D, P=camera.K).reshape(-1, 2)
+    ground = camera.image_to_ground(pix)
+    x, y = ground[:, 0], ground[:, 1]
+    keep = np.isfinite(x) & (x >= settings.near_m) & (x <= settings.far_m) & (np.abs(y) <= settings.max_lateral_m)
+    return x[keep], y[keep]
+
+
+def _seeds(x: np.ndarray, y: np.ndarray, settings: LaneSettings, priors: tuple[float, ...]) -> list[float]:
+    """Lateral positions (m) where lines start: histogram peaks of the nearer points, plus prior lines."""
+    near = x <= settings.near_m + 20.0
+    bins = np.arange(-settings.max_lateral_m, settings.max_lateral_m + 0.1, 0.1)
+    hist, _ = np.histogram(y[near], bins=bins)
+    # Weight by x^2 / x_ref^2 would favour far points; counts are fine for seeding since the walk refits.
+    smooth = cv2.GaussianBlur(hist.astype(np.float32).reshape(1, -1), (0, 0), sigmaX=2.0).ravel()
+    centres = (bins[:-1] + bins[1:]) / 2
+    order = np.argsort(-smooth)
+    floor = max(3.0, 0.05 * float(smooth.max(initial=0.0)))
+    peaks: list[float] = []
+    for i in order:
+        if smooth[i] < floor:
+            break
+        if all(abs(centres[i] - p) > 1.5 for p in peaks):
+            peaks.append(float(centres[i]))
+        if len(peaks) >= 8:
+            break
+    for p in priors:
+        if all(abs(p - q) > 0.8 for q in peaks):
+            peaks.append(float(p))
+    return peaks
+
+
+def _fit(xw: np.ndarray, yw: np.ndarray, ww: np.ndarray, span: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted, robust (two rounds of outlier rejection) fit of y(x); quadratic only over long spans.
+
+    Returns (coeffs [3] c0, c1, c2; inlier mask over the windows).
+    """
+    deg = 2 if (span >= 20.0 and len(xw) >= 5) else 1
+    keep = np.ones(len(xw), bool)
+    coeffs = np.zeros(3)
+    for _ in range(3):
+        a = np.column_stack([xw[keep] ** k for k in range(deg + 1)])
+        w = np.sqrt(ww[keep])
+        # A little ridge on the curvature term: a short or noisy run should not invent a bend.
+        reg = np.zeros((deg + 1, deg + 1))
+        if deg == 2:
+            reg[2, 2] = 2e3
+        sol = np.linalg.solve(a.T @ (a * w[:, None] ** 2) + reg, a.T @ (w**2 * yw[keep]))
+        coeffs = np.zeros(3)
+        coeffs[: deg + 1] = sol
+        resid = np.abs(yw - (coeffs[0] + coeffs[1] * xw + coeffs[2] * xw**2))
+        mad = max(0.1, 1.4826 * float(np.median(resid[keep])))
+        new_keep = resid <= 3.0 * mad
+        if new_keep.sum() < 2 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return coeffs, keep
+
+
+def _walk(x: np.ndarray, y: np.ndarray, seed: float, settings: LaneSettings) -> LineFit | None:
+    """Follow one line forward from lateral position ``seed`` with sliding windows; None if too short.
+
+    ``x`` must be sorted ascending (``y`` in the same order): each window is then a slice, not a mask over
+    every point (this runs a few times per frame in the live loop).
+    """
+    w = settings.window_m
+    xs: list[float] = []
+    ys: list[float] = []
+    ns: list[int] = []
+    coeffs = np.array([seed, 0.0, 0.0])
+    last_x = None
+    x0 = settings.near_m
+    bounds = np.searchsorted(x, np.arange(settings.near_m, settings.far_m + w, w))
+    for k in range(len(bounds) - 1):
+        x0 = settings.near_m + k * w
+        lo, hi = bounds[k], bounds[k + 1]
+        if hi > lo:
+            xm = x0 + w / 2
+            centre = coeffs[0] + coeffs[1] * xm + coeffs[2] * xm * xm
+            tol = 0.45 + 0.015 * x0  # the mask blurs and the projection stretches with distance
+            yy = y[lo:hi]
+            sel = np.abs(yy - centre) < tol
+            n = int(np.count_nonzero(sel))
+        else:
+            n = 0
+        if n >= 3:
+            # Means, not medians: the tolerance band already excludes other lines, and it is 5x cheaper.
+            xs.append(float(x[lo:hi][sel].mean()))
+            ys.append(float(yy[sel].mean()))
+            ns.append(n)
+            last_x = x0
+            if len(xs) >= 2 and (len(xs) <= 6 or len(xs) % 3 == 0):  # a settled line needs fewer refits
+                coeffs = _quick_fit(np.array(xs), np.array(ys), xs[-1] - xs[0])
+        elif last_x is not None and x0 - last_x > settings.max_gap_m:
+            break
+    if len(xs) < settings.min_windows:
+        return None
+    xw, yw, nw = np.array(xs), np.array(ys), np.array(ns, float)
+    span = float(xw[-1] - xw[0])
+    if span < settings.min_span_m:
+        return None
+    coeffs, keep = _fit(xw, yw, np.sqrt(nw), span)
+    if keep.sum() < settings.min_windows:
+        return None
+    resid = np.abs(yw - (coeffs[0] + coeffs[1] * xw + coeffs[2] * xw**2))[keep]
+    lo_x, hi_x = float(xw[keep].min()), float(xw[keep].max())
+    n_windows_span = max(1, int(round((min(hi_x, 40.0) - lo_x) / w)) + 1)
+    in_span = int(np.sum(xw[keep] <= min(hi_x, 40.0)))
+    return LineFit(
+        coeffs=(float(coeffs[0]), float(coeffs[1]), float(coeffs[2])),
+        x_range_m=(lo_x, hi_x),
+        coverage=min(1.0, in_span / n_windows_span),
+        residual_m=float(1.4826 * np.median(resid)) if len(resid) else 0.0,
+        windows=int(keep.sum()),
+    )
+
+
+def _quick_fit(xw: np.ndarray, yw: np.ndarray, span: float) -> np.ndarray:
+    """Unweighted least squares to steer the walk: a line, a quadratic (with the same ridge) over 20 m+."""
+    deg = 2 if (span >= 20.0 and len(xw) >= 5) else 1
+    a = np.column_stack([xw**k for k in range(deg + 1)])
+    reg = np.zeros((deg + 1, deg + 1))
+    if deg == 2:
+        reg[2, 2] = 2e3
+    out = np.zeros(3)
+    out[: deg + 1] = np.linalg.solve(a.T @ a + reg + 1e-9 * np.eye(deg + 1), a.T @ yw)
+    return out
+
+
+def find_lines(
+    x: np.ndarray, y: np.ndarray, settings: LaneSettings = LaneSettings(), priors: tuple[float, ...] = ()
+) -> list[LineFit]:
+    """Ground points (m) → distinct lines, sorted left to right by c0 (the left-most first).
+
+    ``priors``: lateral positions of lines known from the previous frame, tried as extra seeds (a line
+    whose near part is hidden this frame is still found). Two walks that end on the same paint keep the
+    more confident one.
+    """
+    if len(x) < 10:
+        return []
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    fits = [f for f in (_walk(xs, ys, s, settings) for s in _seeds(x, y, settings, priors)) if f is not None]
+    fits.sort(key=lambda f: -f.confidence)
+    kept: list[LineFit] = []
+    probe = np.linspace(settings.near_m, 30.0, 8)
+    for f in fits:
+        if all(np.median(np.abs(f.y_at(probe) - k.y_at(probe))) > 1.0 for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: -f.coeffs[0])
+
+
+def assign_sides(fits: list[LineFit], ego_width_hint_m: float | None = None) -> dict[str, LineFit]:
+    """Name lines relative to the ego lane: ego_left / ego_right (the nearest either side of the camera)
+    and next_left / next_right (one plausible lane width further out); everything else is "other".
+
+    Returns {side: fit} for the named ones; a line counts as ego_left only if it is within a lane width
+    of the camera (an empty neighbouring lane is not the ego lane).
+    """
+    lefts = sorted((f for f in fits if f.coeffs[0] > 0), key=lambda f: f.coeffs[0])
+    rights = sorted((f for f in fits if f.coeffs[0] <= 0), key=lambda f: -f.coeffs[0])
+    # A lane width (plus fitting slack), not less: a camera near one line sees the other one almost a full
+    # width away, and that pair is what tells a lane change apart from a misread line.
+    reach = MAX_LANE_WIDTH_M if ego_width_hint_m is None else min(MAX_LANE_WIDTH_M, ego_width_hint_m + 0.3)
+    out: dict[str, LineFit] = {}
+    if lefts and lefts[0].coeffs[0] < reach:
+        out["ego_left"] = lefts[0]
+    if rights and -rights[0].coeffs[0] < reach:
+        out["ego_right"] = rights[0]
+    if "ego_left" in out and "ego_right" in out:
+        width = out["ego_left"].coeffs[0] - out["ego_right"].coeffs[0]
+        if not MIN_LANE_WIDTH_M <= width <= MAX_LANE_WIDTH_M + 0.5:
+            # Two lines too close (a double line split in two, a stray blob) or too far apart: keep the
+            # more confident as the ego line and drop the other from the ego pair.
+            weaker = min(("ego_left", "ego_right"), key=lambda s: out[s].confidence)
+            del out[weaker]
+    for side, group in (("next_left", lefts), ("next_right", rights)):
+        ego = out.get("ego_" + side[5:])
+        if ego is None:
+            continue
+        for f in group:
+            gap = abs(f.coeffs[0] - ego.coeffs[0])
+            if MIN_LANE_WIDTH_M <= gap <= MAX_LANE_WIDTH_M:
+                out[side] = f
+                break
+    return out
+
+
+@dataclass(frozen=True)
+class EgoMeasurement:
+    """One frame's ego-lane quantities before filtering (see EgoLane for units and signs)."""
+
+    offset_m: float
+    heading_rad: float
+    curvature_1pm: float
+    width_m: float | None  # None when only one line was seen
+    left_seen: bool
+    right_seen: bool
+    confidence: float
+
+
+def _center_to_ego(c0: float, c1: float, c2: float) -> tuple[float, float, float]:
+    """Lane-centre polynomial → (offset of the camera from it, heading error, curvature)."""
+    heading = -math.atan(c1)
+    curvature = 2.0 * c2 / (1.0 + c1 * c1) ** 1.5
+    return -c0, heading, curvature
+
+
+def measure_ego_lane(sides: dict[str, LineFit], width_prior_m: float | None) -> EgoMeasurement | None:
+    """Ego lane from its two lines, or from one line and a width (the filter's, else 3.5 m)."""
+    left, right = sides.get("ego_left"), sides.get("ego_right")
+    if left is None and right is None:
+        return None
+    if left is not None and right is not None:
+        c = [(a + b) / 2 for a, b in zip(left.coeffs, right.coeffs, strict=True)]
+        # Lines fitted separately need not be parallel; the width is measured across, at the camera.
+        width = (left.coeffs[0] - right.coeffs[0]) * math.cos(math.atan(c[1]))
+        conf = math.sqrt(left.confidence * right.confidence)
+    else:
+        line = left if left is not None else right
+        half = (width_prior_m or 3.5) / 2
+        c = list(line.coeffs)
+        c[0] += -half if left is not None else half
+        width = None
+        conf = 0.6 * line.confidence
+    offset, heading, curvature = _center_to_ego(*c)
+    return EgoMeasurement(offset, heading, curvature, width, left is not None, right is not None, conf)
+
+
+class LaneFilter:
+    """Kalman filter over the ego lane [offset m, heading rad, curvature 1/m, width m], lane changes,
+    and the lane departure warning with hysteresis.
+
+    The state follows a random walk whose spread grows with the time between frames (no ego motion is
+    known). A jump in the measured offset of about one lane width with a consistent width is a lane
+    change: the filter restarts on the new lane instead of averaging two lanes. Lines not seen for
+    ``hold_s`` end the ego lane (``update`` returns None).
+
+    Args:
+        vehicle_width_m: for the departure warning: distance from a wheel to a line is
+            width/2 -/+ offset - vehicle_width/2.
+        ldw_trigger_m: warn when a wheel comes within this distance of a line (negative: past it).
+        ldw_hysteresis_m: the warning clears only once the wheel is this much further away again.
+        hold_s: how long a lane is held without any line.
+    """
+
+    # Random-walk spread per second (1 sigma) and measurement noise, in state units.
+    PROCESS = np.array([0.35, 0.04, 0.002, 0.05])
+    MEASURE = np.array([0.06, 0.012, 0.0015, 0.08])
+    GATE_SIGMAS = 4.0  # an offset further than this from the prediction is a misread frame, not a move
+
+    def __init__(
+        self,
+        vehicle_width_m: float = 1.8,
+        ldw_trigger_m: float = 0.1,
+        ldw_hysteresis_m: float = 0.25,
+        hold_s: float = 1.0,
+    ):
+        self.vehicle_width_m = vehicle_width_m
+        self.ldw_trigger_m = ldw_trigger_m
+        self.ldw_hysteresis_m = ldw_hysteresis_m
+        self.hold_s = hold_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.state: np.ndarray | None = None
+        self.cov = np.eye(4)
+        self.last_t: float | None = None
+        self.last_seen_t: float | None = None
+        self.departure = "none"
+        self.lane_changes = 0
+
+    def _start(self, m: EgoMeasurement, width_prior: float | None) -> None:
+        width = m.width_m if m.width_m is not None else (width_prior or 3.5)
+        self.state = np.array([m.offset_m, m.heading_rad, m.curvature_1pm, width])
+        self.cov = np.diag((self.MEASURE * 2) ** 2)
+        if m.width_m is None:
+            self.cov[3, 3] = 0.5**2
+
+    def update(self, m: EgoMeasurement | None, timestamp_s: float) -> EgoLane | None:
+        dt = 0.1 if self.last_t is None else timestamp_s - self.last_t
+        if not math.isfinite(dt) or dt <= 0:
+            dt = 0.04  # a repeated or backwards timestamp: assume one frame at 25 fps, do not raise
+        dt = min(dt, 2.0)
+        self.last_t = timestamp_s
+        if self.state is not None:
+            self.cov = self.cov + np.diag((self.PROCESS**2) * dt)
+        used = m is not None and self._measure(m)
+        if used:
+            self.last_seen_t = timestamp_s
+        elif self.state is not None and self.last_seen_t is not None and timestamp_s - self.last_seen_t > self.hold_s:
+            # No line, or only lines that contradict the held lane, for hold_s: end it; what is seen now
+            # (if anything) starts the next one.
+            width = float(self.state[3])
+            self.state = None
+            self.departure = "none"
+            if m is not None:
+                self._start(m, width)
+                self.last_seen_t = timestamp_s
+                used = True
+        if self.state is None:
+            return None
+        offset, heading, curvature, width = (float(v) for v in self.state)
+        self._update_departure(offset, width)
+        return EgoLane(
+            width_m=width,
+            offset_m=offset,
+            heading_error_rad=heading,
+            curvature_1pm=curvature,
+            left_seen=bool(used and m.left_seen),
+            right_seen=bool(used and m.right_seen),
+            departure=self.departure,
+            confidence=float(m.confidence if m is not None else 0.0),
+        )
+
+    def _measure(self, m: EgoMeasurement) -> bool:
+        """Fold in one measurement; False when it was rejected (the held lane is kept as it is)."""
+        if self.state is None:
+            self._start(m, None)
+            return True
+        width = float(self.state[3])
+        jump = m.offset_m - self.state[0]
+        both = m.width_m is not None
+        if abs(jump) > 0.5 * width:
+            # A lane change (the lines moved one lane over) or a wrong line: only both lines in a
+            # plausible width are trusted to restart the filter on the new lane.
+            if both and abs(abs(jump) - width) < 0.35 * width:
+                self.lane_changes += 1
+                self._start(m, width)
+                self.departure = "none"
+            elif both:
+                self._start(m, width)
+            else:
+                return False
+            return True
+        if not both and abs(jump) > 0.5:
+            return False  # one line only and far from the held lane: more likely a misread line than a move
+        z = np.array([m.offset_m, m.heading_rad, m.curvature_1pm] + ([m.width_m] if both else []))
+        h = np.eye(4)[: len(z)]
+        r = np.diag((self.MEASURE[: len(z)] / max(m.confidence, 0.2)) ** 2)
+        if not both:
+            r[0, 0] += (0.5 * math.sqrt(self.cov[3, 3])) ** 2  # the offset leans on the held width
+        if jump * jump > self.GATE_SIGMAS**2 * (self.cov[0, 0] + r[0, 0]):
+            # Skipped; the covariance keeps growing meanwhile, so a real shift passes within a few frames
+            # (and a contradicted lane ends after hold_s).
+            return False
+        s = h @ self.cov @ h.T + r
+        gain = self.cov @ h.T @ np.linalg.inv(s)
+        self.state = self.state + gain @ (z - h @ self.state)
+        self.cov = (np.eye(4) - gain @ h) @ self.cov
+        return True
+
+    def _update_departure(self, offset: float, width: float) -> None:
+        left_margin = width / 2 - offset - self.vehicle_width_m / 2
+        right_margin = width / 2 + offset - self.vehicle_width_m / 2
+        if self.departure == "none":
+            if left_margin < self.ldw_trigger_m:
+                self.departure = "left"
+            elif right_margin < self.ldw_trigger_m:
+                self.departure = "right"
+        else:
+            margin = left_margin if self.departure == "left" else right_margin
+            if margin > self.ldw_trigger_m + self.ldw_hysteresis_m:
+                self.departure = "none"
+
+
+def ego_lines_from_state(
+    ego: EgoLane, seen: dict[str, LineFit], camera: CameraModel, undistorted_frame: bool
+) -> list[Lane]:
+    """The filtered ego lane as its two lines (smooth from frame to frame), with the per-frame fits'
+    seen range, style and confidence where the line was seen this frame."""
+    c1 = -math.tan(ego.heading_error_rad)
+    c2 = ego.curvature_1pm / 2.0
+    half = ego.width_m / 2 / math.cos(math.atan(c1))
+    centre = -ego.offset_m
+    lanes = []
+    for side, c0 in (("ego_left", centre + half), ("ego_right", centre - half)):
+        fit = seen.get(side)
+        x_range = fit.x_range_m if fit is not None else (5.0, 25.0)
+        coeffs = (c0, c1, c2)
+        lanes.append(
+            Lane(
+                side=side,
+                coeffs=coeffs,
+                x_range_m=x_range,
+                style=fit.style if fit is not None else "unknown",
+                confidence=fit.confidence if fit is not None else 0.3 * ego.confidence,
+                points_image=line_pixels(coeffs, x_range, camera, undistorted_frame),
+                smoothed=True,
+            )
+        )
+    return lanes
+
+
+def line_pixels(
+    coeffs: tuple[float, float, float], x_range_m: tuple[float, float], camera: CameraModel, undistorted_frame: bool
+) -> np.ndarray:
+    """A ground curve sampled every metre → float32 [K, 2] frame pixels (distorted when the frame is)."""
+    lo, hi = x_range_m
+    x = np.arange(lo, hi + 0.5, 1.0) if hi > lo else np.array([lo])
+    c0, c1, c2 = coeffs
+    pts = np.column_stack([x, c0 + c1 * x + c2 * x * x, np.zeros_like(x)])
+    uv, depth = camera.project(pts, distort=not undistorted_frame)
+    ok = (depth > 0) & np.all(np.isfinite(uv), axis=1)
+    return uv[ok].astype(np.float32)
+
+
+def fit_to_lane(side: str, fit: LineFit, camera: CameraModel, undistorted_frame: bool) -> Lane:
+    return Lane(
+        side=side,
+        coeffs=fit.coeffs,
+        x_range_m=fit.x_range_m,
+        style=fit.style,
+        confidence=fit.confidence,
+        points_image=line_pixels(fit.coeffs, fit.x_range_m, camera, undistorted_frame),
+    )
+
+
+class LaneEstimator:
+    """Per frame: lane mask → named lines and the filtered ego lane. Stateful (the filter, the priors);
+    one instance per video stream, frames in order.
+
+    Args:
+        camera: at frame resolution (``CameraModel.scaled_to``).
+        undistorted_frame: True when preprocessing undistorts the frames (pixels are then pinhole pixels).
+        lane_class: segmentation class id of lane paint.
+        settings, filter: search settings and the ego-lane filter.
+    """
+
+    def __init__(
+        self,
+        camera: CameraModel,
+        undistorted_frame: bool,
+        lane_class: int,
+        settings: LaneSettings = LaneSettings(),
+        lane_filter: LaneFilter | None = None,
+    ):
+        self.camera = camera
+        self.undistorted_frame = undistorted_frame
+        self.lane_class = lane_class
+        self.settings = settings
+        self.filter = lane_filter or LaneFilter()
+        self._priors: tuple[float, ...] = ()
+
+    def reset(self) -> None:
+        self.filter.reset()
+        self._priors = ()
+
+    def update(self, seg: SegMap, letterbox: Letterbox, timestamp_s: float) -> tuple[list[Lane], EgoLane | None]:
+        x, y = lane_points_ground(
+            seg, letterbox, self.camera, self.lane_class, not self.undistorted_frame, self.settings
+        )
+        fits = find_lines(x, y, self.settings, self._priors)
+        width_hint = float(self.filter.state[3]) if self.filter.state is not None else None
+        sides = assign_sides(fits, width_hint)
+        measurement = measure_ego_lane(sides, width_hint)
+        ego = self.filter.update(measurement, timestamp_s)
+        lanes: list[Lane] = []
+        if ego is not None:
+            lanes.extend(ego_lines_from_state(ego, sides, self.camera, self.undistorted_frame))
+        named = {id(f) for f in sides.values()}
+        for side in ("next_left", "next_right"):
+            if side in sides:
+                lanes.append(fit_to_lane(side, sides[side], self.camera, self.undistorted_frame))
+        for f in fits:
+            if id(f) not in named:
+                lanes.append(fit_to_lane("other", f, self.camera, self.undistorted_frame))
+        if ego is None:
+            # Without an ego lane the nearest lines keep their measured (unfiltered) form.
+            for side in ("ego_left", "ego_right"):
+                if side in sides:
+                    lanes.insert(0, fit_to_lane(side, sides[side], self.camera, self.undistorted_frame))
+        self._priors = tuple(lane.coeffs[0] for lane in lanes if lane.side != "other")
+        return lanes, ego
