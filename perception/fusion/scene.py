@@ -89,11 +89,14 @@ class RangeFilter:
 
 def ground_distance(
     box_xyxy: np.ndarray, camera: CameraModel, undistort_points: bool, pitch_sigma_deg: float = 0.3
-) -> tuple[float, float, tuple[float, float]] | None:
-    """Box bottom centre (frame pixels) → (distance m, sigma m, (x, y) vehicle frame m), None above the horizon.
+) -> tuple[float, float, tuple[float, float], float] | None:
+    """Box bottom centre (frame pixels) → (distance m, sigma m, (x, y) vehicle frame m, noise sigma m), or
+    None above the horizon.
 
     Sigma combines 1.5 px of box-bottom error with ``pitch_sigma_deg`` of camera pitch uncertainty, both
-    mapped through the ground plane: d(distance)/dv grows with the square of the distance.
+    mapped through the ground plane: d(distance)/dv grows with the square of the distance. The noise sigma
+    is the box-bottom part alone: a pitch error is a bias shared by consecutive frames, so it must not be
+    averaged away by (nor slow down) a filter over frames.
     """
     u = (float(box_xyxy[0]) + float(box_xyxy[2])) / 2
     v = float(box_xyxy[3])
@@ -107,7 +110,7 @@ def ground_distance(
     dist = math.hypot(x, y)
     per_px = abs(math.hypot(*g[1]) - dist)  # metres one pixel up the image moves the contact point
     sigma_v = math.hypot(1.5, math.radians(pitch_sigma_deg) * camera.K[1, 1])
-    return dist, max(per_px * sigma_v, 0.05), (x, y)
+    return dist, max(per_px * sigma_v, 0.05), (x, y), max(per_px * 1.5, 0.05)
 
 
 def size_distance(box_xyxy: np.ndarray, height_m: float, camera: CameraModel) -> tuple[float, float]:
@@ -222,23 +225,26 @@ class SceneFuser:
         box = track.box_xyxy
         h_frame = result.frame_size[0]
         cut_by_bottom = float(box[3]) >= h_frame - 2  # the ground contact is below the image
-        measured = None
+        measured = None  # (distance, total sigma, per-frame noise sigma)
         source = "none"
         position = None
         if name not in OFF_GROUND_CLASSES and not cut_by_bottom:
             g = ground_distance(box, camera, not self.undistorted_frame)
             if g is not None:
-                measured, source, position = (g[0], g[1]), "ground", g[2]
+                measured, source, position = (g[0], g[1], g[3]), "ground", g[2]
         if measured is None and name in CLASS_HEIGHT_M:
-            measured, source = size_distance(box, CLASS_HEIGHT_M[name], camera), "size"
+            d, sig = size_distance(box, CLASS_HEIGHT_M[name], camera)
+            # Most of a size estimate's error is the object's true height, constant over frames.
+            measured, source = (d, sig, 0.05 * d), "size"
         if measured is None:
             self._ranges.pop(track.track_id, None)
             return SceneObject(track=track, lane="unknown")
         rf = self._ranges.get(track.track_id)
         if rf is None:
-            rf = self._ranges[track.track_id] = RangeFilter(measured[0], measured[1], result.timestamp_s)
+            rf = self._ranges[track.track_id] = RangeFilter(measured[0], measured[2], result.timestamp_s)
         else:
-            rf.update(measured[0], measured[1], result.timestamp_s)
+            rf.update(measured[0], measured[2], result.timestamp_s)
+        bias_var = max(measured[1] ** 2 - measured[2] ** 2, 0.0)
         closing = rf.closing_speed if rf.updates >= 4 else None
         ttc = None
         if closing is not None and closing > self.warning_settings.min_closing_mps:
@@ -251,7 +257,7 @@ class SceneFuser:
         return SceneObject(
             track=track,
             distance_m=rf.distance,
-            distance_sigma_m=rf.sigma,
+            distance_sigma_m=math.sqrt(rf.sigma**2 + bias_var),
             position_m=position,
             distance_source=source,
             lane=lane,

@@ -112,8 +112,9 @@ def _seeds(x: np.ndarray, y: np.ndarray, settings: LaneSettings, priors: tuple[f
     """Lateral positions (m) where lines start: histogram peaks of the nearer points, plus prior lines."""
     near = x <= settings.near_m + 20.0
     bins = np.arange(-settings.max_lateral_m, settings.max_lateral_m + 0.1, 0.1)
-    hist, _ = np.histogram(y[near], bins=bins)
-    # Weight by x^2 / x_ref^2 would favour far points; counts are fine for seeding since the walk refits.
+    # Weighted by x^2: a line of paint covers ~1/x^2 as many pixels per metre far away as near, so raw
+    # counts let a dense near solid line bury a dashed line whose nearest dash is far.
+    hist, _ = np.histogram(y[near], bins=bins, weights=(x[near] / 10.0) ** 2)
     smooth = cv2.GaussianBlur(hist.astype(np.float32).reshape(1, -1), (0, 0), sigmaX=2.0).ravel()
     centres = (bins[:-1] + bins[1:]) / 2
     order = np.argsort(-smooth)
@@ -276,6 +277,11 @@ def assign_sides(fits: list[LineFit], ego_width_hint_m: float | None = None) -> 
             # more confident as the ego line and drop the other from the ego pair.
             weaker = min(("ego_left", "ego_right"), key=lambda s: out[s].confidence)
             del out[weaker]
+    lone = [s for s in ("ego_left", "ego_right") if s in out]
+    if len(lone) == 1 and abs(out[lone[0]].coeffs[0]) > (ego_width_hint_m or 3.5) + 0.3:
+        # One line, further than a lane width (the one measure_ego_lane would assume): the camera would lie
+        # outside the lane it bounds; it is the next lane's line with the ego line unseen.
+        del out[lone[0]]
     for side, group in (("next_left", lefts), ("next_right", rights)):
         ego = out.get("ego_" + side[5:])
         if ego is None:
