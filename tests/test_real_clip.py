@@ -29,3 +29,32 @@ def test_default_model_processes_every_frame_of_the_real_clip(tmp_path, capsys):
     assert n == 221, "annotated video decodes back frame for frame"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames_processed"] == 221 and summary["problems"] == []
+
+
+def test_scene_on_the_real_clip_keeps_both_ego_lines_tracks_cars_and_moves_smoothly(tmp_path, capsys):
+    """Issue #7's real-clip check, with the clip's camera preset (configs/pipeline/solidwhiteright.yaml)."""
+    from pathlib import Path
+
+    clip = require_real_clip()
+    preset = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "solidwhiteright.yaml"
+    code = main(["run", str(clip), "--config", str(preset), "--out", str(tmp_path), "--no-video", "-q"])
+    assert code == 0, capsys.readouterr().err
+    scenes = [json.loads(line)["scene"] for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(scenes) == 221 and all(s["camera"] == "solidwhiteright_960x540" for s in scenes)
+    egos = [s["ego_lane"] for s in scenes]
+    # Both lines are painted and visible in every frame of this clip.
+    assert all(e is not None for e in egos)
+    assert sum(e["left_seen"] and e["right_seen"] for e in egos) >= 0.9 * len(egos)
+    assert all({"ego_left", "ego_right"} <= {ln["side"] for ln in s["lanes"]} for s in scenes)
+    assert all(3.2 <= e["width_m"] <= 4.2 for e in egos), "a US highway lane is 3.7 m"
+    offsets = [e["offset_m"] for e in egos]
+    assert max(abs(b - a) for a, b in zip(offsets, offsets[1:], strict=False)) < 0.1, "offset changes smoothly"
+    # Cars are tracked with ground distances over many frames.
+    life: dict[int, list[float]] = {}
+    for s in scenes:
+        for o in s["objects"]:
+            if o["class"] == "car" and o["distance_source"] == "ground":
+                life.setdefault(o["track_id"], []).append(o["distance_m"])
+    long_tracks = [d for d in life.values() if len(d) >= 30]
+    assert len(long_tracks) >= 2
+    assert all(3.0 < v < 120.0 for d in long_tracks for v in d)
