@@ -16,6 +16,11 @@ Differences from the reference implementation, all deliberate:
   positives) use up no ids: ids are 1, 2, 3, ... in order of confirmation and never reused.
 - Lost tracks are removed after ``max_lost_s`` seconds without a match, not after a number of frames.
 - Optionally (on by default) a lost track can also be found again by its last matched box (OC-SORT).
+- Optionally (on by default) a last, tolerant association for small boxes: IoU is fragile for boxes a few
+  pixels wide (a distant car, sign or pedestrian moves by its own width in one frame, and its visible extent
+  changes by whole pixels under partial occlusion), so confirmed tracks still unmatched may take a leftover
+  detection by the IoU of boxes padded by ``pad_px`` pixels on every side, when the two are each other's best
+  padded match (the buffered IoU of C-BIoU, Yang et al., WACV 2023, with a constant buffer in pixels).
 - ``class_aware``: a detection only matches a track of the same label.
 
 The assignment solvers (a Hungarian / shortest augmenting path solver in numpy, run per connected component
@@ -275,6 +280,13 @@ def _noise_size(mean: np.ndarray) -> np.ndarray:
     return np.concatenate([wh, wh], axis=1)
 
 
+def _state_boxes(mean: np.ndarray) -> np.ndarray:
+    """float64 [T, 4] x1, y1, x2, y2 of states [T, 8] (width and height clamped at 0), as BoxKalman.box_xyxy."""
+    c = mean[:, :2]
+    half = np.maximum(mean[:, 2:4], 0.0) / 2
+    return np.concatenate([c - half, c + half], axis=1)
+
+
 def _xyxy_to_cxcywh(box: np.ndarray) -> np.ndarray:
     x1, y1, x2, y2 = (float(v) for v in box)
     return np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
@@ -370,7 +382,19 @@ class BoxKalman:
 class _Track:
     """Mutable per-track state (internal)."""
 
-    __slots__ = ("kf", "track_id", "label", "label_votes", "score", "hits", "age", "missed", "lost_s", "last_box")
+    __slots__ = (
+        "kf",
+        "track_id",
+        "label",
+        "label_votes",
+        "score",
+        "hits",
+        "age",
+        "missed",
+        "lost_s",
+        "last_box",
+        "row",
+    )
 
     def __init__(self, box: np.ndarray, score: float, label: int):
         self.kf = BoxKalman(box)
@@ -383,6 +407,7 @@ class _Track:
         self.age = 1
         self.missed = 0  # frames since the last match
         self.lost_s = 0.0  # seconds since the last match
+        self.row = -1  # index in the tracker's per-frame box arrays
 
     @property
     def confirmed(self) -> bool:
@@ -431,11 +456,20 @@ class ByteTracker:
     5. With ``recover_last_box``: remaining high detections vs the confirmed tracks still unmatched, by the
        IoU of the track's last matched detection box instead of its prediction (gate ``match_iou``): the
        observation-centric recovery of OC-SORT (Cao et al., CVPR 2023), for tracks whose prediction drifted
-       while lost. Confirmed tracks unmatched after this become lost (size rates zeroed, coasting on the
-       prediction).
-    6. Remaining high detections vs tentative tracks (IoU >= ``tentative_match_iou``); a tentative track is
+       while lost.
+    6. With ``pad_px > 0``: remaining high detections vs the confirmed tracks still unmatched, by the padded
+       IoU: every box grown by ``pad_px`` on each side, the larger of the values for the track's predicted
+       and last matched box (gate ``match_iou``). A pair is allowed only when the track has no better padded
+       match among all of the frame's detections (high and low, matched or not) and the detection none among
+       all tracks (confirmed, lost, tentative), whatever their labels, so a track whose own detection is
+       missing does not take its neighbour's in a cluster of small boxes. For boxes tens of pixels wide the
+       padding changes little; for boxes a few pixels wide it absorbs whole-pixel jumps of the box (fast
+       motion across the image, the visible extent shrinking or growing under occlusion) that drive their
+       plain IoU to zero. Confirmed tracks unmatched after this become lost (size rates zeroed, coasting on
+       the prediction).
+    7. Remaining high detections vs tentative tracks (IoU >= ``tentative_match_iou``); a tentative track is
        confirmed (and gets the next id) at ``min_hits`` matches, and removed when a frame leaves it unmatched.
-    7. Remaining high detections with ``score >= new_track_score`` start tentative tracks; in the first frame
+    8. Remaining high detections with ``score >= new_track_score`` start tentative tracks; in the first frame
        (of the run or of a new segment) they are confirmed at once.
 
     Timestamps: ``dt`` is the difference to the previous call's timestamp. A repeated timestamp or one that
@@ -456,6 +490,8 @@ class ByteTracker:
         fuse_score: rank first-stage pairs by IoU x score instead of IoU.
         report_lost: also report confirmed tracks that coast on their prediction this frame.
         recover_last_box: add stage 5 (match unmatched confirmed tracks by their last matched box).
+        pad_px: padding (frame pixels, each side) of stage 6, the padded-IoU association of small boxes;
+            0 turns the stage off.
         min_dt_s: step (s) used for a repeated or slightly earlier timestamp.
         max_backward_s: largest backward timestamp jump (s) treated as jitter rather than a new segment.
     """
@@ -475,6 +511,7 @@ class ByteTracker:
         fuse_score: bool = True,
         report_lost: bool = False,
         recover_last_box: bool = True,
+        pad_px: float = 2.0,
         min_dt_s: float = 1e-3,
         max_backward_s: float = 0.1,
     ):
@@ -490,10 +527,10 @@ class ByteTracker:
         ):
             if not 0 < value <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {value}")
-        if max_lost_s < 0 or min_hits < 1 or min_dt_s <= 0 or max_backward_s < 0:
+        if max_lost_s < 0 or min_hits < 1 or min_dt_s <= 0 or max_backward_s < 0 or not pad_px >= 0:
             raise ValueError(
-                f"need max_lost_s >= 0, min_hits >= 1, min_dt_s > 0, max_backward_s >= 0; got {max_lost_s}, "
-                f"{min_hits}, {min_dt_s}, {max_backward_s}"
+                f"need max_lost_s >= 0, min_hits >= 1, min_dt_s > 0, max_backward_s >= 0, pad_px >= 0; got "
+                f"{max_lost_s}, {min_hits}, {min_dt_s}, {max_backward_s}, {pad_px}"
             )
         self.high_score = float(high_score)
         self.low_score = float(low_score)
@@ -507,6 +544,7 @@ class ByteTracker:
         self.fuse_score = bool(fuse_score)
         self.report_lost = bool(report_lost)
         self.recover_last_box = bool(recover_last_box)
+        self.pad_px = float(pad_px)
         self.min_dt_s = float(min_dt_s)
         self.max_backward_s = float(max_backward_s)
         self._next_id = 1
@@ -567,26 +605,46 @@ class ByteTracker:
 
         high = np.flatnonzero(scores >= self.high_score)
         low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
+        # Every track's predicted box and last matched box, kept up to date as tracks are matched.
+        for k, trk in enumerate(self._tracks):
+            trk.row = k
+        if self._tracks:
+            pred_all = _state_boxes(np.stack([t.kf.mean for t in self._tracks]))
+            last_all = np.stack([t.last_box for t in self._tracks])
+        else:
+            pred_all, last_all = np.zeros((0, 4)), np.zeros((0, 4))
         confirmed = [t for t in self._tracks if t.confirmed]
         tentative = [t for t in self._tracks if not t.confirmed]
         matched: set[int] = set()  # id() of tracks matched this frame
 
-        def assign(
-            tracks: list[_Track], det_idx: np.ndarray, gate: float, fuse: bool, last: bool = False
-        ) -> np.ndarray:
-            """Match ``tracks`` (by predicted box, or last matched box with ``last``) to detections ``det_idx``;
-            update the matched; return the unmatched det_idx."""
+        def assign(tracks: list[_Track], det_idx: np.ndarray, gate: float, fuse: bool, by: str = "pred") -> np.ndarray:
+            """Match ``tracks`` to detections ``det_idx`` by the IoU of the predicted box (``by="pred"``), of the
+            last matched box (``"last"``) or the padded IoU of stage 6 (``"padded"``); update the matched; return
+            the unmatched det_idx."""
             if not tracks or det_idx.size == 0:
                 return det_idx
-            pred = np.stack([t.last_box if last else t.kf.box_xyxy() for t in tracks])
-            iou = box_iou(pred, boxes[det_idx])
-            valid = (iou >= gate) & (iou > 0)
+            idx = np.fromiter((t.row for t in tracks), np.intp, len(tracks))
+            if by == "padded":
+                # All tracks vs all detections in use (det_idx among them): mutual best means no better padded
+                # match for the track among all those detections, nor for the detection among all tracks.
+                in_use = np.flatnonzero(scores >= self.low_score)
+                every = self._padded_iou(pred_all, last_all, boxes[in_use])
+                cols = np.searchsorted(in_use, det_idx)
+                iou = every[np.ix_(idx, cols)]
+                valid = (iou > 0) & (iou >= gate) & (iou >= every[idx].max(axis=1)[:, None])
+                valid &= iou >= every[:, cols].max(axis=0)[None, :]
+            else:
+                iou = box_iou(last_all[idx] if by == "last" else pred_all[idx], boxes[det_idx])
+                valid = (iou >= gate) & (iou > 0)
             if self.class_aware:
                 valid &= np.array([t.label for t in tracks])[:, None] == labels[det_idx][None, :]
             # A score of 0 would make the pair worthless to the solver; keep it barely positive.
             sim = iou * np.maximum(scores[det_idx], 1e-6)[None, :] if fuse else iou
             rows, cols = max_weight_matching(sim, valid)
             BoxKalman.update_many([tracks[r].kf for r in rows.tolist()], boxes[det_idx[cols]])
+            if rows.size:
+                pred_all[idx[rows]] = _state_boxes(np.stack([tracks[r].kf.mean for r in rows.tolist()]))
+                last_all[idx[rows]] = boxes[det_idx[cols]]
             for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 d = det_idx[c]
                 tracks[r].record_match(boxes[d], float(scores[d]), int(labels[d]))
@@ -604,8 +662,12 @@ class ByteTracker:
             # Step 5 (OC-SORT's observation-centric recovery): a track whose prediction drifted while it was
             # lost (or that was fed a wrong box) is often still where it was last seen.
             unmatched = [t for t in confirmed if id(t) not in matched]
-            high_left = assign(unmatched, high_left, self.match_iou, self.fuse_score, last=True)
-        # Step 6: remaining high detections vs tentative tracks.
+            high_left = assign(unmatched, high_left, self.match_iou, self.fuse_score, by="last")
+        if self.pad_px > 0:
+            # Step 6: small boxes, whose plain IoU a jump of a pixel or two breaks.
+            unmatched = [t for t in confirmed if id(t) not in matched]
+            high_left = assign(unmatched, high_left, self.match_iou, self.fuse_score, by="padded")
+        # Step 7: remaining high detections vs tentative tracks.
         high_left = assign(tentative, high_left, self.tentative_match_iou, self.fuse_score)
 
         survivors: list[_Track] = []
@@ -620,7 +682,7 @@ class ByteTracker:
                 trk.missed += 1
                 survivors.append(trk)
             # an unmatched tentative track is dropped (ByteTrack): it was most likely a false positive
-        # Step 7: new tracks from confident leftovers.
+        # Step 8: new tracks from confident leftovers.
         for d in high_left.tolist():
             if scores[d] < self.new_track_score:
                 continue
@@ -633,6 +695,16 @@ class ByteTracker:
         out = [t.to_track() for t in self._tracks if t.confirmed and (t.missed == 0 or self.report_lost)]
         out.sort(key=lambda tr: tr.track_id)
         return out
+
+    def _padded_iou(self, pred: np.ndarray, last: np.ndarray, det_boxes: np.ndarray) -> np.ndarray:
+        """float [T, D]: padded IoU of tracks, given by their predicted and last matched boxes [T, 4], with
+        detection boxes [D, 4]: every box grown by ``pad_px`` on each side, per track the larger of the values
+        for its two boxes."""
+        if pred.shape[0] == 0 or det_boxes.shape[0] == 0:
+            return np.zeros((pred.shape[0], det_boxes.shape[0]))
+        pad = np.array([-self.pad_px, -self.pad_px, self.pad_px, self.pad_px])
+        both = box_iou(np.concatenate([pred, last]) + pad, det_boxes + pad)
+        return np.maximum(both[: pred.shape[0]], both[pred.shape[0] :])
 
     def _take_id(self) -> int:
         tid = self._next_id
