@@ -15,6 +15,7 @@ ground plane below the camera. The camera frame is OpenCV's: x right, y down, z 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -147,17 +148,7 @@ class CameraModel:
         Yaw turns the camera left, then pitch tilts it down, then roll turns the image clockwise as seen
         by the viewer (all in degrees, all about the camera's own axes).
         """
-        m = self.mounting
-        # Vehicle axes to an unrotated camera looking forward: cam x = -y, cam y = -z, cam z = x.
-        base = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
-        yaw, pitch, roll = np.radians([m.yaw_deg, m.pitch_deg, m.roll_deg])
-        cy, sy = np.cos(yaw), np.sin(yaw)
-        cp, sp = np.cos(pitch), np.sin(pitch)
-        cr, sr = np.cos(roll), np.sin(roll)
-        r_yaw = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-        r_pitch = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
-        r_roll = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
-        return r_roll @ r_pitch @ r_yaw @ base
+        return _rotation(self.mounting.yaw_deg, self.mounting.pitch_deg, self.mounting.roll_deg).copy()
 
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         """float64 [N, 3] vehicle-frame points (m) -> [N, 3] camera-frame points (m)."""
@@ -189,12 +180,7 @@ class CameraModel:
 
     def max_distortion_radius(self) -> float:
         """Normalised radius up to which the radial distortion r (1 + k1 r^2 + k2 r^4 + k3 r^6) increases."""
-        d = list(self.dist_coeffs) + [0.0] * 5
-        k1, k2, k3 = d[0], d[1], d[4]
-        r = np.linspace(0.0, 4.0, 4001)
-        grow = 1 + 3 * k1 * r**2 + 5 * k2 * r**4 + 7 * k3 * r**6  # d/dr of r * (1 + k1 r^2 + ...)
-        bad = np.flatnonzero(grow <= 0)
-        return float(r[bad[0]]) if len(bad) else float("inf")
+        return _max_distortion_radius(tuple(self.dist_coeffs))
 
     def ground_to_image(self) -> np.ndarray:
         """float64 [3, 3] homography H: [u, v, 1] ~ H @ [x, y, 1] for ground points (z = 0) in metres."""
@@ -226,6 +212,34 @@ class CameraModel:
             "dist_coeffs": [float(v) for v in self.dist_coeffs],
             "mounting": vars(self.mounting).copy(),
         }
+
+
+# Both are asked for on every projection in the live loop (lane and box geometry); they depend only on a
+# few numbers, so they are computed once per value.
+@functools.lru_cache(maxsize=64)
+def _rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    # Vehicle axes to an unrotated camera looking forward: cam x = -y, cam y = -z, cam z = x.
+    base = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+    yaw, pitch, roll = np.radians([yaw_deg, pitch_deg, roll_deg])
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    cp, sp = np.cos(pitch), np.sin(pitch)
+    cr, sr = np.cos(roll), np.sin(roll)
+    r_yaw = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    r_pitch = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    r_roll = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    out = r_roll @ r_pitch @ r_yaw @ base
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _max_distortion_radius(dist_coeffs: tuple[float, ...]) -> float:
+    d = list(dist_coeffs) + [0.0] * 5
+    k1, k2, k3 = d[0], d[1], d[4]
+    r = np.linspace(0.0, 4.0, 4001)
+    grow = 1 + 3 * k1 * r**2 + 5 * k2 * r**4 + 7 * k3 * r**6  # d/dr of r * (1 + k1 r^2 + ...)
+    bad = np.flatnonzero(grow <= 0)
+    return float(r[bad[0]]) if len(bad) else float("inf")
 
 
 def load_camera(path: str | os.PathLike) -> CameraModel:

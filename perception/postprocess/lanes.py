@@ -188,8 +188,8 @@ def _walk(x: np.ndarray, y: np.ndarray, seed: float, settings: LaneSettings) -> 
             n = 0
         if n >= 3:
             # Means, not medians: the tolerance band already excludes other lines, and it is 5x cheaper.
-            xs.append(float(x[lo:hi][sel].mean()))
-            ys.append(float(yy[sel].mean()))
+            xs.append(float(x[lo:hi][sel].sum()) / n)
+            ys.append(float(yy[sel].sum()) / n)
             ns.append(n)
             last_x = x0
             if len(xs) >= 2 and (len(xs) <= 6 or len(xs) % 3 == 0):  # a settled line needs fewer refits
@@ -221,6 +221,11 @@ def _walk(x: np.ndarray, y: np.ndarray, seed: float, settings: LaneSettings) -> 
 def _quick_fit(xw: np.ndarray, yw: np.ndarray, span: float) -> np.ndarray:
     """Unweighted least squares to steer the walk: a line, a quadratic (with the same ridge) over 20 m+."""
     deg = 2 if (span >= 20.0 and len(xw) >= 5) else 1
+    if deg == 1:  # closed form: this runs for most windows of every walk
+        xm, ym = xw.mean(), yw.mean()
+        sxx = float(((xw - xm) ** 2).sum())
+        slope = float(((xw - xm) * (yw - ym)).sum()) / sxx if sxx > 1e-9 else 0.0
+        return np.array([ym - slope * xm, slope, 0.0])
     a = np.column_stack([xw**k for k in range(deg + 1)])
     reg = np.zeros((deg + 1, deg + 1))
     if deg == 2:
