@@ -20,8 +20,9 @@ from road_scene import (
 )
 
 from perception.errors import ConfigError
-from perception.eval.scene import _greedy_pairs, _truth_ttc, evaluate_scene, iou_matrix
+from perception.eval.scene import _greedy_pairs, _truth_ttc, evaluate_scene
 from perception.fusion.scene import SceneFuser, WarningSettings, ground_distance
+from perception.postprocess.nms import box_iou  # what scene eval matches boxes with
 from perception.types import Detections, Letterbox, SceneObject, SceneResult, SegMap, Track
 
 H, W = 360, 640
@@ -337,7 +338,7 @@ def iou_reference(a, b) -> np.ndarray:
     return out
 
 
-def test_iou_matrix_hand_computed():
+def test_box_iou_hand_computed():
     a = np.array([[0, 0, 2, 2], [0, 0, 1, 1], [4, 4, 4, 6]], np.float32)  # the last has zero width
     b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [1, 0, 3, 1], [4, 4, 4, 6]], np.float32)
     expected = np.array(
@@ -347,21 +348,21 @@ def test_iou_matrix_hand_computed():
             [0.0, 0.0, 0.0, 0.0],  # zero-area boxes overlap nothing, not even themselves (no NaN)
         ]
     )
-    got = iou_matrix(a, b)
+    got = box_iou(a, b)
     assert got.dtype == np.float64 and got.shape == (3, 4)
     np.testing.assert_allclose(got, expected, atol=1e-12)
-    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 4)
-    assert iou_matrix(a, np.zeros((0, 4))).shape == (3, 0)
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 4)
+    assert box_iou(a, np.zeros((0, 4))).shape == (3, 0)
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_iou_matrix_against_a_loop(seed):
+def test_box_iou_against_a_loop(seed):
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 50, (2, 7, 2))
     wh = rng.uniform(0, 20, (2, 7, 2))
     a, b = (np.concatenate([xy[k], xy[k] + wh[k]], 1) for k in range(2))
     b[:2] = a[:2]  # some identical pairs
-    np.testing.assert_allclose(iou_matrix(a, b), iou_reference(a, b), atol=1e-12)
+    np.testing.assert_allclose(box_iou(a, b), iou_reference(a, b), atol=1e-12)
 
 
 def test_greedy_pairs():

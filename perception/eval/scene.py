@@ -26,24 +26,12 @@ from perception.data.base import Dataset
 from perception.data.sample import Sample
 from perception.eval.tracking import MotAccumulator
 from perception.fusion.scene import SceneFuser
+from perception.postprocess.nms import box_iou
 from perception.types import Detections, Frame, Letterbox, SceneResult, SegMap
 
 RANGE_BUCKETS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, math.inf))
 LANE_MATCH_M = 0.4  # a predicted line matches a true one when their mean lateral gap is below this
 LANE_PROBE_M = (6.0, 30.0)  # forward range over which lines are compared
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a [N, 4] and b [M, 4] (x1, y1, x2, y2) → float64 [N, M]."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(inter > 0, inter / (area_a[:, None] + area_b[None, :] - inter), 0.0)
 
 
 def _greedy_pairs(score: np.ndarray, threshold: float, larger_is_better: bool = True) -> list[tuple[int, int]]:
@@ -254,7 +242,7 @@ def _score_objects(m: SceneMetrics, meta: dict, scene, history: dict, t: float) 
         d = _truth_near_distance(o)
         truth_d[o["track_id"]] = d
         history[o["track_id"]].append((t, d))
-    pairs = _greedy_pairs(iou_matrix(gt_boxes, hyp_boxes), 0.5)
+    pairs = _greedy_pairs(box_iou(gt_boxes, hyp_boxes), 0.5)
     for g, h in pairs:
         o, so = objs[g], hyp[h]
         if o["ignore"] or so.distance_m is None or o["class"] == "traffic_sign":
