@@ -278,11 +278,16 @@ def assign_sides(fits: list[LineFit], ego_width_hint_m: float | None = None) -> 
         out["ego_right"] = rights[0]
     if "ego_left" in out and "ego_right" in out:
         width = out["ego_left"].coeffs[0] - out["ego_right"].coeffs[0]
-        if not MIN_LANE_WIDTH_M <= width <= MAX_LANE_WIDTH_M + 0.5:
-            # Two lines too close (a double line split in two, a stray blob) or too far apart: keep the
-            # more confident as the ego line and drop the other from the ego pair.
+        if width < MIN_LANE_WIDTH_M:
+            # Two lines too close (a double line split in two, a stray blob): keep the more confident.
             weaker = min(("ego_left", "ego_right"), key=lambda s: out[s].confidence)
             del out[weaker]
+        elif width > (MAX_LANE_WIDTH_M + 0.5 if ego_width_hint_m is not None else MAX_LANE_WIDTH_M):
+            # Too far apart: an ego line was missed and the next lane's line stands in for it. The nearer
+            # line is the ego line. Without a held lane the limit is strict, so a first frame cannot start
+            # the filter on a two-lane-wide "lane" that it would then hold.
+            further = max(("ego_left", "ego_right"), key=lambda s: abs(out[s].coeffs[0]))
+            del out[further]
     lone = [s for s in ("ego_left", "ego_right") if s in out]
     if len(lone) == 1 and abs(out[lone[0]].coeffs[0]) > (ego_width_hint_m or 3.5) + 0.3:
         # One line, further than a lane width (the one measure_ego_lane would assume): the camera would lie
