@@ -30,12 +30,11 @@ import numpy as np
 
 from perception.config import BackendConfig, PipelineConfig, PreprocessConfig
 from perception.pipeline import Pipeline, build_pipeline
-from perception.runner import configure_host_threads, peak_rss_mb, run_source
+from perception.runner import STAGES, configure_host_threads, peak_rss_mb, run_source
 from perception.sinks import JsonlSink, scene_to_json
 from perception.sources import BadFrame, open_source
 from perception.types import Detections, Frame, Letterbox, SceneResult, SegMap
 
-STAGES = ("decode", "preprocess", "inference", "postprocess", "fusion", "render", "write")
 MODES = ("offline", "live")
 
 

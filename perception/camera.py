@@ -188,9 +188,17 @@ class CameraModel:
         t = -r @ np.array([0.0, 0.0, self.mounting.height_m])
         return self.K @ np.column_stack([r[:, 0], r[:, 1], t])
 
-    def image_to_ground(self, pixels: np.ndarray) -> np.ndarray:
-        """Undistorted pixels [N, 2] -> ground points [N, 2] (x forward, y left, m); NaN above the horizon."""
+    def image_to_ground(self, pixels: np.ndarray, distorted: bool = False) -> np.ndarray:
+        """Pixels [N, 2] -> ground points [N, 2] (x forward, y left, m); NaN above the horizon.
+
+        ``distorted``: the pixels are as the lens recorded them (the frame was not undistorted), so they are
+        undistorted first; the inverse of ``project(..., distort=True)``.
+        """
         uv = np.asarray(pixels, np.float64).reshape(-1, 2)
+        if distorted and len(self.dist_coeffs) and len(uv):
+            import cv2
+
+            uv = cv2.undistortPoints(uv.reshape(-1, 1, 2), self.K, self.D, P=self.K).reshape(-1, 2)
         g = np.linalg.solve(self.ground_to_image(), np.column_stack([uv, np.ones(len(uv))]).T).T
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = g[:, :2] / g[:, 2:3]

@@ -278,8 +278,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_scene_eval(args: argparse.Namespace) -> int:
     """Fusion against the synthetic world's truth (lanes, offset, distances, TTC, tracking)."""
-    from types import SimpleNamespace
-
     from perception.config import FusionConfig
     from perception.data.registry import build_dataset, parse_data_spec
     from perception.eval.scene import evaluate_scene, format_summary
@@ -299,18 +297,15 @@ def cmd_scene_eval(args: argparse.Namespace) -> int:
     out: dict = {}
     for name in args.model or ["oracle"]:
         if name == "oracle":
-            classes = SimpleNamespace(
-                det_classes=dataset.det_classes, seg_classes=dataset.seg_classes
-            )  # the truth's own classes
-            perceive = None
+            classes, perceive = (dataset.det_classes, dataset.seg_classes), None  # the truth's own classes
         else:
             cfg = PipelineConfig(model=None if name == "default" else str(Path(name).resolve()))
             cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, enabled=False))
             pipeline = build_pipeline(cfg)
-            classes, perceive = pipeline.contract, pipeline
+            classes, perceive = (pipeline.contract.det_classes, pipeline.contract.seg_classes), pipeline
         metrics = evaluate_scene(
             dataset,
-            lambda cam, c=classes: build_fuser(fusion, c, cam, undistorted_frame=False),
+            lambda cam, c=classes: build_fuser(fusion, *c, cam, undistorted_frame=False),
             perceive,
             max_clips=args.max_clips,
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.camera import load_camera
+from perception.camera import CameraModel, load_camera
 from perception.config import FusionConfig, PipelineConfig, resolve
 from perception.errors import ConfigError, ModelError
 from perception.fusion.scene import SceneFuser
@@ -194,19 +194,29 @@ def build_pipeline(config: PipelineConfig, config_file: str | os.PathLike | None
     settings = DetectionSettings.from_contract(
         contract, post.score_threshold, post.iou_threshold, post.max_dets, post.class_agnostic
     )
-    fuser = build_fuser(config.fusion, contract, camera, pc.undistort) if config.fusion.enabled else None
+    fuser = (
+        build_fuser(config.fusion, contract.det_classes, contract.seg_classes, camera, pc.undistort)
+        if config.fusion.enabled
+        else None
+    )
     return Pipeline(backend, preprocessor, settings, fuser)
 
 
-def build_fuser(fc: FusionConfig, contract, camera, undistorted_frame: bool) -> SceneFuser:
-    """Map a FusionConfig to a SceneFuser for a model's classes (camera None: tracking only)."""
+def build_fuser(
+    fc: FusionConfig,
+    det_classes: Sequence[str],
+    seg_classes: Sequence[str],
+    camera: CameraModel | None,
+    undistorted_frame: bool,
+) -> SceneFuser:
+    """Map a FusionConfig to a SceneFuser for these class names (camera None: tracking only)."""
     from perception.fusion.scene import WarningSettings
     from perception.fusion.tracking import ByteTracker
     from perception.postprocess.lanes import LaneFilter
 
     return SceneFuser(
-        det_classes=contract.det_classes,
-        seg_classes=contract.seg_classes,
+        det_classes=tuple(det_classes),
+        seg_classes=tuple(seg_classes),
         camera=camera,
         undistorted_frame=undistorted_frame,
         tracker=ByteTracker(

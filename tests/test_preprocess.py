@@ -350,3 +350,21 @@ def test_other_aspect_ratio_raises_config_error():
 def test_undistort_without_camera_raises():
     with pytest.raises(ValueError, match="camera"):
         Preprocessor(INPUT_HW, undistort=True)
+
+
+@pytest.mark.parametrize("distorted", [False, True])
+def test_image_to_ground_inverts_projection_of_ground_points(distorted):
+    """``image_to_ground(distorted=True)`` undoes ``project(distort=True)``: lanes and box contacts are
+    placed from the frame's own pixels when the frame was not undistorted."""
+    from dataclasses import replace
+
+    from perception.camera import Mounting
+
+    cam = replace(camera(640, 360, dist=(-0.2, 0.05, 0.0, 0.0, 0.0)), mounting=Mounting(1.4, 2.0, 0.5, 0.3))
+    ground = np.array([[6.0, 1.8, 0.0], [15.0, -1.7, 0.0], [30.0, 3.5, 0.0], [45.0, 0.0, 0.0]])
+    uv, depth = cam.project(ground, distort=distorted)
+    assert np.all(depth > 0) and np.all(np.isfinite(uv))
+    back = cam.image_to_ground(uv, distorted=distorted)
+    np.testing.assert_allclose(back, ground[:, :2], rtol=1e-5, atol=1e-4)
+    if distorted:  # the same pixels read as pinhole pixels land elsewhere
+        assert np.abs(cam.image_to_ground(uv) - ground[:, :2]).max() > 0.05

@@ -131,8 +131,11 @@ def _truth_near_distance(obj: dict) -> float:
     return math.hypot(xn, y)
 
 
-def oracle_result(sample: Sample, index: int, timestamp_s: float) -> SceneResult:
-    """The truth as perception output: true mask (not-modelled pixels as background), true boxes at 0.9."""
+def oracle_result(
+    sample: Sample, index: int, timestamp_s: float, det_classes: tuple[str, ...], seg_classes: tuple[str, ...]
+) -> SceneResult:
+    """The truth as perception output: true mask (not-modelled pixels as background), true boxes at 0.9;
+    ``det_classes`` / ``seg_classes`` are the dataset's (what its label ids index)."""
     h, w = sample.seg.shape
     seg = np.where(sample.seg == 255, 0, sample.seg).astype(np.uint8)
     lb = Letterbox((h, w), (h, w), (0, 0, w, h), 1.0, 0, 0)
@@ -143,14 +146,14 @@ def oracle_result(sample: Sample, index: int, timestamp_s: float) -> SceneResult
         timestamp_s=timestamp_s,
         frame_size=(h, w),
         detections=dets,
-        det_class_names=("car", "pedestrian", "cyclist", "traffic_sign"),
-        seg=SegMap(seg, ("background", "drivable", "lane")),
+        det_class_names=det_classes,
+        seg=SegMap(seg, seg_classes),
         letterbox=lb,
     )
 
 
 def clips_of(dataset: Dataset) -> Iterator[list[int]]:
-    """Sample indices grouped by clip (meta "clip"), in frame order."""
+    """Sample indices grouped by clip (the name's first part, "clip_003/000012"), in frame order."""
     groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for i in range(len(dataset)):
         name = dataset.names[i]
@@ -184,7 +187,7 @@ def evaluate_scene(dataset: Dataset, make_fuser, perceive=None, max_clips: int |
             if fuser is None:
                 fuser = make_fuser(camera_from_dict(meta["camera"], f"{dataset.names[i]} meta"))
             if perceive is None:
-                result = oracle_result(sample, k, t)
+                result = oracle_result(sample, k, t, dataset.det_classes, dataset.seg_classes)
             else:
                 result = perceive(Frame(k, t, sample.image, dataset.names[i]))
             scene = fuser.update(result)

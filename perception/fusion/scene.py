@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from perception.camera import CameraModel
@@ -48,9 +47,12 @@ class RangeFilter:
     ACCEL_SIGMA = 6.0  # m/s^2: relative acceleration (both cars braking or speeding up, plus box jitter)
 
     def __init__(self, distance: float, sigma: float, timestamp_s: float):
-        self.x = np.array([distance, 0.0])
-        self.p = np.diag([sigma**2, 10.0**2])
         self.t = timestamp_s
+        self._start(distance, sigma)
+
+    def _start(self, distance: float, sigma: float) -> None:
+        self.x = np.array([distance, 0.0])
+        self.p = np.diag([sigma**2, 10.0**2])  # closing speed unknown: 10 m/s either way
         self.updates = 1
 
     def update(self, distance: float, sigma: float, timestamp_s: float) -> None:
@@ -65,9 +67,7 @@ class RangeFilter:
         s = self.p[0, 0] + sigma**2
         if (distance - self.x[0]) ** 2 > 25.0 * s:
             # A jump beyond five sigma (the box bottom moved to another object or a wrong contact): restart.
-            self.x = np.array([distance, 0.0])
-            self.p = np.diag([sigma**2, 10.0**2])
-            self.updates = 1
+            self._start(distance, sigma)
             return
         k = self.p[:, 0] / s
         self.x = self.x + k * (distance - self.x[0])
@@ -100,10 +100,7 @@ def ground_distance(
     """
     u = (float(box_xyxy[0]) + float(box_xyxy[2])) / 2
     v = float(box_xyxy[3])
-    pix = np.array([[u, v], [u, v - 1.0]])
-    if undistort_points and len(camera.dist_coeffs):
-        pix = cv2.undistortPoints(pix.reshape(-1, 1, 2), camera.K, camera.D, P=camera.K).reshape(-1, 2)
-    g = camera.image_to_ground(pix)
+    g = camera.image_to_ground(np.array([[u, v], [u, v - 1.0]]), distorted=undistort_points)
     if not np.all(np.isfinite(g)):
         return None
     x, y = float(g[0, 0]), float(g[0, 1])
@@ -167,7 +164,10 @@ class SceneFuser:
 
     def reset(self) -> None:
         self.tracker.reset()
-        self.lane_filter.reset()
+        if self._lanes is not None:
+            self._lanes.reset()  # the filter and the previous frame's line positions
+        else:
+            self.lane_filter.reset()
         self._ranges.clear()
         self._fcw_count = 0
         self._fcw_on = False
@@ -200,8 +200,8 @@ class SceneFuser:
         if camera is not None and self._lanes is not None and result.seg is not None:
             lanes, ego = self._lanes.update(result.seg, result.letterbox, result.timestamp_s)
         objects = [self._place(t, camera, result, lanes, ego) for t in tracks]
-        live = {t.track_id for t in tracks}
-        for tid in [k for k in self._ranges if k not in live and k not in self.tracker.live_ids()]:
+        held = self.tracker.live_ids()  # includes every track reported this frame
+        for tid in [k for k in self._ranges if k not in held]:
             del self._ranges[tid]
         warnings = []
         if ego is not None and ego.departure != "none":

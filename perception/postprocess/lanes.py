@@ -99,10 +99,7 @@ def lane_points_ground(
     # Input pixel centre → frame pixel centre (the inverse of the letterbox scale about pixel centres).
     u = (xs + 0.5) / letterbox.scale - 0.5 + rx
     v = (ys + 0.5) / letterbox.scale - 0.5 + ry
-    pix = np.column_stack([u, v])
-    if undistort_points and len(camera.dist_coeffs):
-        pix = cv2.undistortPoints(pix.reshape(-1, 1, 2), camera.K, camera.D, P=camera.K).reshape(-1, 2)
-    ground = camera.image_to_ground(pix)
+    ground = camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
     x, y = ground[:, 0], ground[:, 1]
     keep = np.isfinite(x) & (x >= settings.near_m) & (x <= settings.far_m) & (np.abs(y) <= settings.max_lateral_m)
     return x[keep], y[keep]
