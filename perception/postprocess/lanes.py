@@ -14,7 +14,9 @@ the many near pixels do not outvote the few far ones). Vehicle frame: x forward,
 
 from __future__ import annotations
 
+import bisect
 import math
+import statistics
 from dataclasses import dataclass
 
 import cv2
@@ -74,6 +76,27 @@ class LineFit:
         return c0 + c1 * x + c2 * x * x
 
 
+class GroundGrid:
+    """Ground position (x forward, y left; float64 [h, w] each, metres; NaN where the ray misses the ground
+    ahead) of every image-content pixel of one letterbox geometry.
+
+    A stream's camera and letterbox do not change, so the projection (and undistortion) of the lane pixels
+    is done once for all pixels here, and each frame only gathers from it.
+    """
+
+    def __init__(self, letterbox: Letterbox, camera: CameraModel, undistort_points: bool):
+        self.letterbox = letterbox
+        ch, cw = letterbox.content_hw
+        rx, ry, _, _ = letterbox.roi_xywh
+        rows, cols = np.mgrid[0:ch, 0:cw]
+        # Input pixel centre → frame pixel centre (the inverse of the letterbox scale about pixel centres).
+        u = (cols.ravel() + 0.5) / letterbox.scale - 0.5 + rx
+        v = (rows.ravel() + 0.5) / letterbox.scale - 0.5 + ry
+        ground = camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
+        self.x = ground[:, 0].reshape(ch, cw)
+        self.y = ground[:, 1].reshape(ch, cw)
+
+
 def lane_points_ground(
     seg: SegMap,
     letterbox: Letterbox,
@@ -81,12 +104,15 @@ def lane_points_ground(
     lane_class: int,
     undistort_points: bool,
     settings: LaneSettings = LaneSettings(),
+    grid: GroundGrid | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lane-class pixels → ground points (x forward, y left; float64 [N] each, metres).
 
     ``camera`` must be at frame resolution. ``undistort_points``: the frame still holds lens distortion
     (preprocessing did not undistort), so pixel positions are undistorted before the ground projection.
-    Points outside [near_m, far_m] ahead or beyond max_lateral_m either side are dropped.
+    ``grid``: the precomputed projection for this letterbox, camera and ``undistort_points`` (a stream
+    reuses one); without it the lane pixels are projected here. Points outside [near_m, far_m] ahead or
+    beyond max_lateral_m either side are dropped.
     """
     content = letterbox.crop_content(seg.class_ids)
     ys, xs = np.nonzero(content == lane_class)
@@ -95,13 +121,18 @@ def lane_points_ground(
         ys, xs = ys[::step], xs[::step]
     if len(xs) == 0:
         return np.zeros(0), np.zeros(0)
-    rx, ry, _, _ = letterbox.roi_xywh
-    # Input pixel centre → frame pixel centre (the inverse of the letterbox scale about pixel centres).
-    u = (xs + 0.5) / letterbox.scale - 0.5 + rx
-    v = (ys + 0.5) / letterbox.scale - 0.5 + ry
-    ground = camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
-    x, y = ground[:, 0], ground[:, 1]
-    keep = np.isfinite(x) & (x >= settings.near_m) & (x <= settings.far_m) & (np.abs(y) <= settings.max_lateral_m)
+    if grid is not None:
+        if grid.letterbox != letterbox:
+            raise ValueError(f"ground grid is for {grid.letterbox}, the frame has {letterbox}")
+        x, y = grid.x[ys, xs], grid.y[ys, xs]
+    else:
+        rx, ry, _, _ = letterbox.roi_xywh
+        u = (xs + 0.5) / letterbox.scale - 0.5 + rx
+        v = (ys + 0.5) / letterbox.scale - 0.5 + ry
+        ground = camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
+        x, y = ground[:, 0], ground[:, 1]
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(x) & (x >= settings.near_m) & (x <= settings.far_m) & (np.abs(y) <= settings.max_lateral_m)
     return x[keep], y[keep]
 
 
@@ -150,7 +181,7 @@ def _fit(xw: np.ndarray, yw: np.ndarray, ww: np.ndarray, span: float) -> tuple[n
         coeffs = np.zeros(3)
         coeffs[: deg + 1] = sol
         resid = np.abs(yw - (coeffs[0] + coeffs[1] * xw + coeffs[2] * xw**2))
-        mad = max(0.1, 1.4826 * float(np.median(resid[keep])))
+        mad = max(0.1, 1.4826 * _median(resid[keep]))
         new_keep = resid <= 3.0 * mad
         if new_keep.sum() < 2 or np.array_equal(new_keep, keep):
             break
@@ -158,40 +189,58 @@ def _fit(xw: np.ndarray, yw: np.ndarray, ww: np.ndarray, span: float) -> tuple[n
     return coeffs, keep
 
 
-def _walk(x: np.ndarray, y: np.ndarray, seed: float, settings: LaneSettings) -> LineFit | None:
-    """Follow one line forward from lateral position ``seed`` with sliding windows; None if too short.
+class _Windows:
+    """Ground points bucketed into the walk's windows along x and sorted by y within each window.
 
-    ``x`` must be sorted ascending (``y`` in the same order): each window is then a slice, not a mask over
-    every point (this runs a few times per frame in the live loop).
+    The points of window k within a lateral band are then two bisections, and their x and y sums two
+    look-ups in running sums: a walk costs a few microseconds per window however many points there are.
     """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, settings: LaneSettings):
+        w = settings.window_m
+        edges = np.arange(settings.near_m, settings.far_m + w, w)
+        self.count = len(edges) - 1
+        k = np.searchsorted(edges, x, side="right") - 1  # window k holds edges[k] <= x < edges[k + 1]
+        ok = (k >= 0) & (k < self.count)
+        k, x, y = k[ok], x[ok], y[ok]
+        order = np.lexsort((y, k))
+        k, x, y = k[order], x[order], y[order]
+        self.bounds: list[int] = np.searchsorted(k, np.arange(self.count + 1)).tolist()
+        self.y: list[float] = y.tolist()
+        self.sum_x: list[float] = np.concatenate([[0.0], np.cumsum(x)]).tolist()
+        self.sum_y: list[float] = np.concatenate([[0.0], np.cumsum(y)]).tolist()
+
+    def band(self, k: int, y_lo: float, y_hi: float) -> tuple[int, float, float]:
+        """(count, sum of x, sum of y) of window k's points with y_lo < y < y_hi."""
+        a = bisect.bisect_right(self.y, y_lo, self.bounds[k], self.bounds[k + 1])
+        b = bisect.bisect_left(self.y, y_hi, a, self.bounds[k + 1])
+        return b - a, self.sum_x[b] - self.sum_x[a], self.sum_y[b] - self.sum_y[a]
+
+
+def _walk(windows: _Windows, seed: float, settings: LaneSettings) -> LineFit | None:
+    """Follow one line forward from lateral position ``seed`` with sliding windows; None if too short."""
     w = settings.window_m
     xs: list[float] = []
     ys: list[float] = []
     ns: list[int] = []
-    coeffs = np.array([seed, 0.0, 0.0])
+    c0, c1, c2 = seed, 0.0, 0.0
+    sums = _Sums()
     last_x = None
-    x0 = settings.near_m
-    bounds = np.searchsorted(x, np.arange(settings.near_m, settings.far_m + w, w))
-    for k in range(len(bounds) - 1):
+    for k in range(windows.count):
         x0 = settings.near_m + k * w
-        lo, hi = bounds[k], bounds[k + 1]
-        if hi > lo:
-            xm = x0 + w / 2
-            centre = coeffs[0] + coeffs[1] * xm + coeffs[2] * xm * xm
-            tol = 0.45 + 0.015 * x0  # the mask blurs and the projection stretches with distance
-            yy = y[lo:hi]
-            sel = np.abs(yy - centre) < tol
-            n = int(np.count_nonzero(sel))
-        else:
-            n = 0
+        xm = x0 + w / 2
+        centre = c0 + c1 * xm + c2 * xm * xm
+        tol = 0.45 + 0.015 * x0  # the mask blurs and the projection stretches with distance
+        n, sum_x, sum_y = windows.band(k, centre - tol, centre + tol)
         if n >= 3:
-            # Means, not medians: the tolerance band already excludes other lines, and it is 5x cheaper.
-            xs.append(float(x[lo:hi][sel].sum()) / n)
-            ys.append(float(yy[sel].sum()) / n)
+            # Means, not medians: the tolerance band already excludes other lines.
+            xs.append(sum_x / n)
+            ys.append(sum_y / n)
             ns.append(n)
+            sums.add(xs[-1], ys[-1])
             last_x = x0
             if len(xs) >= 2 and (len(xs) <= 6 or len(xs) % 3 == 0):  # a settled line needs fewer refits
-                coeffs = _quick_fit(np.array(xs), np.array(ys), xs[-1] - xs[0])
+                c0, c1, c2 = sums.fit(xs[-1] - xs[0])
         elif last_x is not None and x0 - last_x > settings.max_gap_m:
             break
     if len(xs) < settings.min_windows:
@@ -211,26 +260,70 @@ def _walk(x: np.ndarray, y: np.ndarray, seed: float, settings: LaneSettings) -> 
         coeffs=(float(coeffs[0]), float(coeffs[1]), float(coeffs[2])),
         x_range_m=(lo_x, hi_x),
         coverage=min(1.0, in_span / n_windows_span),
-        residual_m=float(1.4826 * np.median(resid)) if len(resid) else 0.0,
+        residual_m=1.4826 * _median(resid) if len(resid) else 0.0,
         windows=int(keep.sum()),
     )
 
 
-def _quick_fit(xw: np.ndarray, yw: np.ndarray, span: float) -> np.ndarray:
-    """Unweighted least squares to steer the walk: a line, a quadratic (with the same ridge) over 8 m+."""
-    deg = 2 if (span >= 8.0 and len(xw) >= 4) else 1
-    if deg == 1:  # closed form: this runs for most windows of every walk
-        xm, ym = xw.mean(), yw.mean()
-        sxx = float(((xw - xm) ** 2).sum())
-        slope = float(((xw - xm) * (yw - ym)).sum()) / sxx if sxx > 1e-9 else 0.0
-        return np.array([ym - slope * xm, slope, 0.0])
-    a = np.column_stack([xw**k for k in range(deg + 1)])
-    reg = np.zeros((deg + 1, deg + 1))
-    if deg == 2:
-        reg[2, 2] = 2e3
-    out = np.zeros(3)
-    out[: deg + 1] = np.linalg.solve(a.T @ a + reg + 1e-9 * np.eye(deg + 1), a.T @ yw)
-    return out
+class _Sums:
+    """Running power sums of the walk's window centres, for the least-squares fit that steers the walk.
+
+    Plain floats and normal equations (Cramer's rule): the fit is redone for most windows of every walk,
+    where numpy's per-call overhead would be most of the cost.
+    """
+
+    RIDGE = 2e3  # on c2, as in _fit: a short run should not invent a bend
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sx = self.sxx = self.sx3 = self.sx4 = 0.0
+        self.sy = self.sxy = self.sx2y = 0.0
+
+    def add(self, x: float, y: float) -> None:
+        xx = x * x
+        self.n += 1
+        self.sx += x
+        self.sxx += xx
+        self.sx3 += xx * x
+        self.sx4 += xx * xx
+        self.sy += y
+        self.sxy += x * y
+        self.sx2y += xx * y
+
+    def fit(self, span: float) -> tuple[float, float, float]:
+        """(c0, c1, c2) of y = c0 + c1 x + c2 x^2: a line, or a (ridged) quadratic over 8 m and 4 points."""
+        n = self.n
+        if not (span >= 8.0 and n >= 4):
+            xm, ym = self.sx / n, self.sy / n
+            var = self.sxx - n * xm * xm
+            slope = (self.sxy - n * xm * ym) / var if var > 1e-9 else 0.0
+            return ym - slope * xm, slope, 0.0
+        eps = 1e-9
+        a = (
+            (n + eps, self.sx, self.sxx),
+            (self.sx, self.sxx + eps, self.sx3),
+            (self.sxx, self.sx3, self.sx4 + self.RIDGE + eps),
+        )
+        b = (self.sy, self.sxy, self.sx2y)
+        d = _det3(a)
+        if abs(d) < 1e-12:
+            return self.sy / n, 0.0, 0.0
+        cols = [tuple(tuple(b[r] if c == col else a[r][c] for c in range(3)) for r in range(3)) for col in range(3)]
+        c0, c1, c2 = (_det3(m) / d for m in cols)
+        return c0, c1, c2
+
+
+def _det3(m: tuple) -> float:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median for the few values of one walk (a tenth of numpy's overhead on a dozen numbers)."""
+    return float(statistics.median(values.tolist()))
 
 
 def find_lines(
@@ -244,9 +337,8 @@ def find_lines(
     """
     if len(x) < 10:
         return []
-    order = np.argsort(x, kind="stable")
-    xs, ys = x[order], y[order]
-    fits = [f for f in (_walk(xs, ys, s, settings) for s in _seeds(x, y, settings, priors)) if f is not None]
+    windows = _Windows(x, y, settings)
+    fits = [f for f in (_walk(windows, s, settings) for s in _seeds(x, y, settings, priors)) if f is not None]
     fits.sort(key=lambda f: -f.confidence)
     kept: list[LineFit] = []
     probe = np.linspace(settings.near_m, 30.0, 8)
@@ -557,14 +649,17 @@ class LaneEstimator:
         self.settings = settings
         self.filter = lane_filter or LaneFilter()
         self._priors: tuple[float, ...] = ()
+        self._grid: GroundGrid | None = None
 
     def reset(self) -> None:
         self.filter.reset()
         self._priors = ()
 
     def update(self, seg: SegMap, letterbox: Letterbox, timestamp_s: float) -> tuple[list[Lane], EgoLane | None]:
+        if self._grid is None or self._grid.letterbox != letterbox:
+            self._grid = GroundGrid(letterbox, self.camera, not self.undistorted_frame)
         x, y = lane_points_ground(
-            seg, letterbox, self.camera, self.lane_class, not self.undistorted_frame, self.settings
+            seg, letterbox, self.camera, self.lane_class, not self.undistorted_frame, self.settings, self._grid
         )
         fits = find_lines(x, y, self.settings, self._priors)
         width_hint = float(self.filter.state[3]) if self.filter.state is not None else None
