@@ -21,7 +21,7 @@ from perception.fusion.scene import SceneFuser
 from perception.postprocess.outputs import DetectionSettings, unpack_outputs
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
-from perception.types import Detections, Frame, SceneResult
+from perception.types import Detections, Frame, Letterbox, SceneResult
 
 DEFAULT_MODEL_NAME = "default.onnx"
 
@@ -85,7 +85,19 @@ class Pipeline:
         self.contract = contract
         self.fuser = fuser
 
-    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[SceneResult]:
+    def prepare(self, frame: Frame) -> tuple[np.ndarray, Letterbox]:
+        """Preprocess one frame: (network input uint8 [H, W, 3], its Letterbox). The threaded runner calls
+        this in its decode thread, so preprocessing overlaps inference; pass the result to process_batch."""
+        if self.graph_letterbox is not None:
+            self._check_frame_size([frame])
+        return self.preprocessor(frame)
+
+    def process_batch(
+        self,
+        frames: Sequence[Frame],
+        fuse: bool = True,
+        prepared: Sequence[tuple[np.ndarray, Letterbox]] | None = None,
+    ) -> list[SceneResult]:
         """Frames (any sizes) → one SceneResult each; detections in frame pixels.
 
         Per-frame timings (ms): preprocess, inference, postprocess are wall clock, the batch's time divided
@@ -93,13 +105,18 @@ class Pipeline:
 
         ``fuse``: also run fusion (see :meth:`fuse`); the threaded runner passes False and fuses in its
         writer thread, so fusion overlaps the next batch's inference.
+        ``prepared``: :meth:`prepare`'s output for each frame, when it was already done elsewhere (the
+        preprocess timings are then not set here).
         """
         if not frames:
             return []
         if self.graph_letterbox is not None:
             self._check_frame_size(frames)
         t0, c0 = time.perf_counter(), time.thread_time()
-        prepared = [self.preprocessor(f) for f in frames]
+        if prepared is not None and len(prepared) != len(frames):
+            raise ValueError(f"{len(prepared)} prepared inputs for {len(frames)} frames")
+        done_before = prepared is not None
+        prepared = list(prepared) if prepared is not None else [self.preprocessor(f) for f in frames]
         t1, c1 = time.perf_counter(), time.thread_time()
         outputs = self.backend.infer(np.stack([p[0] for p in prepared]))
         t2, c2 = time.perf_counter(), time.thread_time()
@@ -123,6 +140,8 @@ class Pipeline:
             "preprocess_cpu": (c1 - c0) * 1e3 / n,
             "postprocess_cpu": (c3 - c2) * 1e3 / n,
         }
+        if done_before:
+            del timings["preprocess"], timings["preprocess_cpu"]
         out = []
         for frame, lb, seg, dets in results:
             result = SceneResult(

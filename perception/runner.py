@@ -171,6 +171,8 @@ def run_source(
                 continue
         return False
 
+    prepare = getattr(pipeline, "prepare", None)
+
     def read() -> None:
         try:
             it = iter(source)
@@ -182,7 +184,19 @@ def run_source(
                 if item is _END:
                     break
                 summary.frames_read += 1
-                if not put(decoded, (item, (time.perf_counter() - t0) * 1e3)):
+                stage_ms = {"decode": (time.perf_counter() - t0) * 1e3}
+                # Preprocessing here overlaps it with the previous batch's inference. A frame it fails on
+                # is left to the inference thread, which reports it where it always has.
+                prepared = None
+                if prepare is not None and isinstance(item, Frame):
+                    t1, c1 = time.perf_counter(), time.thread_time()
+                    try:
+                        prepared = prepare(item)
+                        stage_ms["preprocess"] = (time.perf_counter() - t1) * 1e3
+                        stage_ms["preprocess_cpu"] = (time.thread_time() - c1) * 1e3
+                    except Exception:
+                        prepared = None
+                if not put(decoded, (item, stage_ms, prepared)):
                     return
         except BaseException as err:  # handed to the main thread, which re-raises it after the drain
             errors.append(err)
@@ -235,12 +249,17 @@ def run_source(
     reader.start()
     writer.start()
     stream_hw: tuple[int, int] | None = None
-    batch: list[tuple[Frame, float]] = []
+    batch: list[tuple[Frame, dict[str, float], Any]] = []
 
     def flush() -> None:
-        results = pipeline.process_batch([f for f, _ in batch], fuse=False)
-        for (frame, decode_ms), result in zip(batch, results, strict=True):
-            put(processed, (frame, result, {"decode": decode_ms, **result.timings_ms}))
+        frames = [f for f, _, _ in batch]
+        prepared = [p for _, _, p in batch]
+        if any(p is None for p in prepared):
+            results = pipeline.process_batch(frames, fuse=False)
+        else:
+            results = pipeline.process_batch(frames, fuse=False, prepared=prepared)
+        for (frame, read_ms, _), result in zip(batch, results, strict=True):
+            put(processed, (frame, result, {**read_ms, **result.timings_ms}))
         summary.frames_processed += len(batch)
         bar.update(summary.frames_processed)
         batch.clear()
@@ -251,7 +270,7 @@ def run_source(
             item = decoded.get()
             if item is _END:
                 break
-            frame, decode_ms = item
+            frame, read_ms, prepared = item
             if isinstance(frame, Frame):
                 if stream_hw is None:
                     stream_hw = frame.size_hw
@@ -269,7 +288,7 @@ def run_source(
                 log.warning("%s: frame %d skipped: %s", frame.source, frame.index, frame.reason)
                 put(processed, (None, frame, None))
                 continue
-            batch.append((frame, decode_ms))
+            batch.append((frame, read_ms, prepared))
             if len(batch) >= batch_size:
                 flush()
         if batch and not writer_failed.is_set():

@@ -59,7 +59,10 @@ def test_offline_bench_reports_table_and_json(fused_model, clip, tmp_path):
     )
     header, lines = _table_lines(text)
     cells = [c.strip() for c in header if c.strip()]
-    assert cells[:2] == ["model", "frames/s [range]"] and cells[-1] == "non-network"
+    assert cells[:2] == ["model", "frames/s [range]"] and cells[-2:] == [
+        "forward alone",
+        "non-network in run / vs alone",
+    ]
     assert [c for c in cells if c in STAGE_COLUMNS] == list(STAGE_COLUMNS), "stage columns in flow order"
     row = next(line for line in lines if line.startswith("fused.onnx"))
     assert row.rstrip().endswith("%") and "frames/s" not in row
@@ -74,6 +77,9 @@ def test_offline_bench_reports_table_and_json(fused_model, clip, tmp_path):
     assert set(STAGE_COLUMNS) <= set(model["stage_median_ms"])
     assert all(v >= 0 for v in model["stage_median_ms"].values())
     assert 0 <= model["non_network_share"] <= 1
+    # The forward alone is at most a frame's time, so its share is a fraction; a frame costs more than it.
+    assert 0 < model["forward_alone_ms"] and model["non_network_share_vs_forward_alone"] <= 1
+    assert model["forward_alone_ms"] * model["fps_median"] / 1e3 < 1.0
     assert model["runs"] == [
         {"fps": model["runs"][0]["fps"], "frames": 3},
         {"fps": model["runs"][1]["fps"], "frames": 3},
@@ -138,6 +144,10 @@ def test_medians_share_and_ratio_line_of_the_table():
     assert "ours: 20.0x the peer stack's frames/s" in text
     assert "50.0 [40.0-60.0]" in text and "50 %" in text
     assert "(no preprocess, postprocess, fusion, render, write stage in these runs)" in text
+    # Measured alone, the forward is 8 ms: 1 - 8 ms x 40/50/60 frames/s = 0.68, 0.6, 0.52 -> median 0.6.
+    ours.forward_alone_ms = 8.0
+    assert ours.non_network_share_vs_alone == pytest.approx(0.6)
+    assert "8.00" in format_table([ours], None, "offline") and "50 % / 60 %" in format_table([ours], None, "offline")
     d = ours.to_dict()
     assert d["fps_range"] == [40.0, 60.0] and set(d["latency_ms"]) == {"p50", "p90", "p99"}
 

@@ -160,11 +160,11 @@ def test_interrupt_closes_outputs_and_flags_summary(fused_model, tmp_path, monke
     calls = {"n": 0}
     real = pipeline.__class__.process_batch  # the runner calls process_batch (batch_size frames at a time)
 
-    def interrupting(self, frames, fuse=True):
+    def interrupting(self, frames, fuse=True, prepared=None):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, frames, fuse)
+        return real(self, frames, fuse, prepared)
 
     monkeypatch.setattr(pipeline.__class__, "process_batch", interrupting)
     summary = run_source(_SlowSource(50), pipeline, tmp_path, progress=False, batch_size=batch_size)
@@ -203,9 +203,9 @@ def _record_batches(monkeypatch) -> list[int]:
     sizes: list[int] = []
     real = Pipeline.process_batch
 
-    def recording(self, frames, fuse=True):
+    def recording(self, frames, fuse=True, prepared=None):
         sizes.append(len(frames))
-        return real(self, frames, fuse)
+        return real(self, frames, fuse, prepared)
 
     monkeypatch.setattr(Pipeline, "process_batch", recording)
     return sizes
@@ -294,3 +294,24 @@ def test_cli_batch_option_and_preset(capsys, fused_model, video, tmp_path, monke
     assert main(["run", str(video), "--config", str(preset), "--out", str(tmp_path / "p"), "-q"]) == 0
     assert sizes == [5, 5, 2]
     assert len(_lines(tmp_path / "p" / "results.jsonl")) == 12
+
+
+def test_preprocessing_overlaps_in_the_decode_thread_and_matches_inline(fused_model, tmp_path):
+    """The runner preprocesses in its decode thread; results equal the inline path frame for frame."""
+    pipeline = _pipeline(fused_model)
+    threads: set[str] = set()
+    real_prepare = pipeline.prepare
+
+    def prepare(frame):
+        threads.add(threading.current_thread().name)
+        return real_prepare(frame)
+
+    pipeline.prepare = prepare
+    summary = run_source(_SlowSource(6), pipeline, tmp_path / "a", progress=False, write_video=False, batch_size=2)
+    assert summary.ok and threads == {"decode"}
+    assert "preprocess" in summary.stage_ms
+    inline = [pipeline.process_batch([f])[0] for f in _SlowSource(6)]
+    for record, ref in zip(_lines(tmp_path / "a" / "results.jsonl"), inline, strict=True):
+        assert [d["box"] for d in record["detections"]] == [
+            [round(float(v), 2) for v in b] for b in ref.detections.boxes_xyxy
+        ]
