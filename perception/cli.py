@@ -358,6 +358,180 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_config(args: argparse.Namespace, config: PipelineConfig, cfg_file: str | None):
+    """The ``live:`` section with the command line laid over it (relative log_dir from the config file)."""
+    from perception.config import resolve
+
+    live = config.live
+    overrides = {
+        "http": args.http,
+        "udp": args.udp,
+        "zmq": args.zmq,
+        "log_dir": str(Path(args.log_dir).resolve()) if args.log_dir else None,
+        "max_age_ms": args.max_age_ms,
+    }
+    live = dataclasses.replace(live, **{k: v for k, v in overrides.items() if v is not None})
+    if args.ros2:
+        live = dataclasses.replace(live, ros2=True)
+    if live.log_dir and not args.log_dir:
+        live = dataclasses.replace(live, log_dir=resolve(live.log_dir, cfg_file))
+    return live
+
+
+def build_camera_node(args: argparse.Namespace, record_latencies: bool = False):
+    """Everything ``perception camera`` and ``perception soak`` run: (node, http server or None).
+
+    Outputs are opened before the model loads, so a port in use or an unwritable folder fails at once.
+    """
+    from perception.live.capture import LatestFrameCapture
+    from perception.live.http import PreviewRenderer, StatusServer
+    from perception.live.node import CameraNode, NodeSettings
+    from perception.live.outputs import RotatingJsonlOutput, UdpOutput, ZmqOutput, parse_host_port
+    from perception.pipeline import build_pipeline
+    from perception.sources import OpenCVGrabber, parse_camera_source
+
+    config, cfg_file = _pipeline_config(args)
+    live = _live_config(args, config, cfg_file)
+    spec = parse_camera_source(args.source, realtime=args.realtime, loop=args.loop)
+    outputs: list = []
+    server = None
+    preview = None
+    try:
+        if live.http is not None:
+            host, port = parse_host_port(live.http, what="--http")
+            preview = PreviewRenderer(
+                fps=live.preview_fps, quality=live.preview_quality, alpha=config.output.overlay_alpha
+            )
+            server = StatusServer(host, port, health=lambda: {"state": "starting", "healthy": False}, preview=preview)
+        if live.udp is not None:
+            outputs.append(UdpOutput(*parse_host_port(live.udp, what="--udp")))
+        if live.zmq is not None:
+            outputs.append(ZmqOutput(live.zmq, topic=live.zmq_topic))
+        if live.log_dir is not None:
+            outputs.append(RotatingJsonlOutput(live.log_dir, int(live.log_max_mb * 2**20), live.log_keep))
+        if live.ros2:
+            from perception.live.ros2 import Ros2Output
+
+            outputs.append(
+                Ros2Output(
+                    live.ros2_node,
+                    live.ros2_detections_topic,
+                    live.ros2_mask_topic,
+                    live.ros2_scene_topic,
+                    live.ros2_frame_id,
+                )
+            )
+        pipeline = build_pipeline(config, cfg_file)
+    except BaseException:
+        for out in outputs:
+            out.close()
+        if server is not None:
+            server.close()
+        elif preview is not None:
+            preview.close()
+        raise
+    capture = LatestFrameCapture(
+        lambda: OpenCVGrabber(spec),
+        name=spec.name,
+        lossless=spec.is_file and not spec.realtime,
+        stall_timeout_s=live.stall_timeout_s,
+        reconnect_initial_s=live.reconnect_initial_s,
+        reconnect_max_s=live.reconnect_max_s,
+        give_up_after=1 if spec.is_file else None,  # a file that cannot be opened will not start to open
+    )
+    node = CameraNode(
+        capture,
+        pipeline,
+        outputs,
+        NodeSettings(max_age_s=live.max_age_ms / 1e3, watchdog_s=live.watchdog_s),
+        preview=preview,
+        model_name=pipeline.contract.name,
+    )
+    if server is not None:
+        server.health = node.health
+    log.info(
+        "camera %s (%s%s); model %s (%s); outputs: %s",
+        spec.name,
+        spec.kind,
+        ", real time" if spec.is_file and spec.realtime else "",
+        pipeline.contract.name,
+        pipeline.backend.description,
+        ", ".join([o.name for o in outputs] + ([server.url] if server else []))
+        or "none (add --http, --udp, --zmq or --log-dir)",
+    )
+    return node, server
+
+
+def _stop_on_signals(stop) -> None:
+    """SIGINT and SIGTERM (docker stop, systemd) set ``stop``: the loop ends, outputs are flushed."""
+    import signal
+
+    def handler(signum, _frame):
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    import threading
+
+    from perception.runner import configure_host_threads
+
+    configure_host_threads()
+    node, server = build_camera_node(args)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if server is not None:
+        server.start()
+    try:
+        summary = node.run(stop, duration_s=args.duration, max_frames=args.max_frames)
+    finally:
+        if server is not None:
+            server.close()
+    print(summary.format(), file=sys.stderr)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(dataclasses.asdict(summary), indent=2) + "\n")
+    if summary.frames_captured == 0 and node.capture.last_error:
+        print(f"error: {node.capture.last_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    import threading
+
+    from perception.live.soak import soak
+    from perception.runner import configure_host_threads
+
+    configure_host_threads()
+    args.realtime, args.loop = True, True
+    args.duration, args.max_frames = None, None
+    node, server = build_camera_node(args)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if server is not None:
+        server.start()
+    out = Path(args.out)
+    try:
+        report = soak(
+            node,
+            args.minutes,
+            out,
+            interval_s=args.interval_s,
+            warmup_s=args.warmup_s,
+            stop=stop,
+            p99_limit_ms=args.p99_limit_ms,
+        )
+    finally:
+        if server is not None:
+            server.close()
+    print(report.format())
+    print(f"wrote {out / 'soak.csv'}, {out / 'soak.json'}, {out / 'soak.png'}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from perception.export.checkpoint_export import export_checkpoint
 
@@ -508,6 +682,50 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
     run.add_argument("--batch", type=int, help="frames per network call (offline throughput; default 1)")
     run.set_defaults(func=cmd_run)
+
+    live_opts = argparse.ArgumentParser(add_help=False)
+    live_opts.add_argument(
+        "--source",
+        required=True,
+        help="/dev/videoN or an index (V4L2), rtsp:// or http:// URL, a GStreamer pipeline ('... ! appsink'), "
+        "or a video file",
+    )
+    live_opts.add_argument("--model", help="model file (.onnx, .engine, .pt); default: the shipped model")
+    live_opts.add_argument("--config", help="pipeline preset YAML; its live: section configures the node")
+    live_opts.add_argument("--backend", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference backend")
+    live_opts.add_argument("--threads", type=int, help="inference threads (0 = one per core)")
+    live_opts.add_argument("--camera", help="camera YAML: lanes in metres, distances, TTC")
+    live_opts.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances")
+    live_opts.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
+    live_opts.add_argument("--roi", type=_roi, help="region of interest x,y,w,h in frame pixels")
+    live_opts.add_argument("--score", type=float, help="detection score threshold (default: the model's)")
+    live_opts.add_argument("--http", help="[HOST:]PORT for /health, /metrics, /preview.mjpg (host default 127.0.0.1)")
+    live_opts.add_argument("--udp", help="HOST:PORT to send one JSON datagram per frame to")
+    live_opts.add_argument("--zmq", help="ZeroMQ PUB endpoint to bind, e.g. tcp://127.0.0.1:5555 (needs pyzmq)")
+    live_opts.add_argument("--log-dir", help="write rotating JSONL log files here")
+    live_opts.add_argument("--ros2", action="store_true", help="publish on ROS 2 topics (needs rclpy, vision_msgs)")
+    live_opts.add_argument("--max-age-ms", type=float, help="skip frames older than this (default 200)")
+    live_opts.set_defaults(no_video=True)
+
+    cam = sub.add_parser(
+        "camera", parents=[common, live_opts], help="live camera node: capture → pipeline → UDP/ZeroMQ/HTTP/ROS 2"
+    )
+    cam.add_argument("--realtime", action="store_true", help="a video file: play it at its frame rate, like a camera")
+    cam.add_argument("--loop", action="store_true", help="a video file: start again at its end")
+    cam.add_argument("--duration", type=float, help="stop after this many seconds")
+    cam.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    cam.add_argument("--summary", help="also write the end-of-run summary as JSON to this file")
+    cam.set_defaults(func=cmd_camera)
+
+    sk = sub.add_parser(
+        "soak", parents=[common, live_opts], help="run the camera node on a looping clip for N minutes; memory, latency"
+    )
+    sk.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
+    sk.add_argument("--out", default="out/soak", help="folder for soak.csv, soak.json, soak.png (default out/soak)")
+    sk.add_argument("--interval-s", type=float, default=10.0, help="sample every this many seconds (default 10)")
+    sk.add_argument("--warmup-s", type=float, default=30.0, help="memory baseline after this warm-up (default 30)")
+    sk.add_argument("--p99-limit-ms", type=float, default=100.0, help="latency limit for the verdict (default 100)")
+    sk.set_defaults(func=cmd_soak)
 
     tr = sub.add_parser("train", parents=[common], help="train a network from a YAML config (torchrun for DDP)")
     tr.add_argument("config", help="training config YAML (see configs/train/)")

@@ -78,6 +78,33 @@ class RunnerConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """The camera node (`perception camera`). Every output is off unless set; servers bind to 127.0.0.1
+    unless an address is given."""
+
+    max_age_ms: float = 200.0  # a frame older than this (capture to processing) is skipped as stale
+    stall_timeout_s: float = 3.0  # no frame this long from an open source: reconnect
+    reconnect_initial_s: float = 0.5  # back-off between reconnect attempts, doubling ...
+    reconnect_max_s: float = 10.0  # ... up to this
+    watchdog_s: float = 5.0  # one frame in the pipeline longer than this: the node is "stuck"
+    http: str | None = None  # [HOST:]PORT for /health, /metrics, /preview.mjpg
+    udp: str | None = None  # HOST:PORT to send one JSON datagram per frame to
+    zmq: str | None = None  # ZeroMQ PUB endpoint to bind, e.g. tcp://127.0.0.1:5555
+    zmq_topic: str = "perception"
+    log_dir: str | None = None  # rotating JSONL files here; relative paths are from the config file
+    log_max_mb: float = 100.0  # a new file past this size
+    log_keep: int = 10  # files kept (the oldest deleted)
+    preview_fps: float = 10.0  # MJPEG preview renders per second, only while a client watches
+    preview_quality: int = 75  # JPEG quality
+    ros2: bool = False  # publish on ROS 2 topics (needs rclpy and vision_msgs)
+    ros2_node: str = "perception_camera"
+    ros2_detections_topic: str = "perception/detections"  # vision_msgs/Detection2DArray
+    ros2_mask_topic: str = "perception/mask"  # sensor_msgs/Image, mono8 class ids at frame size
+    ros2_scene_topic: str = "perception/scene"  # std_msgs/String, the frame's JSON record
+    ros2_frame_id: str = "camera"  # header.frame_id of every message
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     model: str | None = None  # None: the shipped default model
     backend: BackendConfig = field(default_factory=BackendConfig)
@@ -86,6 +113,7 @@ class PipelineConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
 def _type_name(tp: Any) -> str:

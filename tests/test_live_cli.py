@@ -1,0 +1,190 @@
+"""`perception camera` and `perception soak` end to end: a tiny model, a generated clip, real sockets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+
+import pytest
+from conftest import write_video
+
+from perception.cli import build_camera_node, build_parser, main
+
+
+def _udp_listener():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    return sock
+
+
+def _drain(sock) -> list[dict]:
+    out = []
+    while True:
+        try:
+            out.append(json.loads(sock.recv(70000)))
+        except TimeoutError:
+            return out
+
+
+def _validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(resources.files("perception").joinpath("schema/frame.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_camera_on_a_file_publishes_every_frame_over_udp_and_to_log_files(fused_model, tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", n=10, fps=25.0)
+    sock = _udp_listener()
+    summary = tmp_path / "summary.json"
+    code = main(
+        [
+            "camera",
+            "--source",
+            str(clip),
+            "--model",
+            str(fused_model),
+            "--udp",
+            f"127.0.0.1:{sock.getsockname()[1]}",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--summary",
+            str(summary),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    records = _drain(sock)
+    assert [r["live"]["seq"] for r in records] == list(range(10)), "a file read losslessly: every frame, in order"
+    validator = _validator()
+    for r in records:
+        validator.validate(r)
+        assert r["live"]["latency_ms"] >= r["live"]["age_ms"] >= 0
+    logged = [
+        json.loads(line) for f in (tmp_path / "logs").glob("camera-*.jsonl") for line in f.read_text().splitlines()
+    ]
+    assert [r["frame"] for r in logged] == list(range(10))
+    s = json.loads(summary.read_text())
+    assert s["frames_processed"] == 10 and s["stopped_by"] == "end of source"
+    assert "dropped 0" in err and "udp://127.0.0.1" in err
+
+
+def test_camera_in_real_time_serves_health_metrics_and_preview(fused_model, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", n=40, fps=25.0)
+    args = build_parser().parse_args(
+        ["camera", "--source", str(clip), "--model", str(fused_model), "--realtime", "--http", "127.0.0.1:0"]
+    )
+    node, server = build_camera_node(args)
+    assert server.host == "127.0.0.1", "loopback unless an address is configured"
+    server.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: node.run(stop), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = json.loads(urllib.request.urlopen(f"{server.url}/health", timeout=2).read())
+                if health["frames"]["processed"] >= 5:
+                    break
+            except urllib.error.HTTPError as err:
+                assert err.code == 503  # starting: no frame yet
+            time.sleep(0.05)
+        assert health is not None and health["state"] == "running" and health["source_fps"] == 25.0
+        metrics = urllib.request.urlopen(f"{server.url}/metrics", timeout=2).read().decode()
+        assert "perception_up 1" in metrics and "perception_frames_processed_total" in metrics
+        stream = urllib.request.urlopen(f"{server.url}/preview.mjpg", timeout=5)
+        assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        data = b""
+        while b"\xff\xd9" not in data:  # the end of the first JPEG
+            data += stream.read(1024)
+        stream.close()
+        assert b"Content-Type: image/jpeg" in data and b"\xff\xd8" in data
+    finally:
+        stop.set()
+        runner.join(5)
+        server.close()
+    assert not runner.is_alive()
+
+
+def test_a_port_in_use_is_a_clear_error_before_the_model_loads(fused_model, tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", n=3)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        code = main(["camera", "--source", str(clip), "--model", str(fused_model), "--http", f"127.0.0.1:{port}"])
+    finally:
+        busy.close()
+    assert code == 1
+    assert f"127.0.0.1:{port}: port already in use" in capsys.readouterr().err
+
+
+def test_missing_sources_are_named(fused_model, tmp_path, capsys):
+    assert main(["camera", "--source", str(tmp_path / "nope.mp4"), "--model", str(fused_model)]) == 1
+    assert "nope.mp4: no such file or device" in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00garbage" * 200)
+    assert main(["camera", "--source", str(bad), "--model", str(fused_model)]) == 1
+    assert "bad.mp4: cannot open the video" in capsys.readouterr().err
+
+
+def test_an_absent_camera_device_keeps_the_node_retrying(fused_model, capsys):
+    """No such V4L2 device: the node stays up, reconnecting with back-off, and says why at the end."""
+    code = main(["camera", "--source", "/dev/video63", "--model", str(fused_model), "--duration", "1.0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "/dev/video63: cannot open the camera device" in err and "stopped by: duration" in err
+
+
+def test_soak_writes_its_report(fused_model, tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", n=10, fps=25.0)
+    out = tmp_path / "soak"
+    code = main(
+        [
+            "soak",
+            "--source",
+            str(clip),
+            "--model",
+            str(fused_model),
+            "--minutes",
+            "0.06",
+            "--interval-s",
+            "1",
+            "--warmup-s",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads((out / "soak.json").read_text())
+    assert code == (0 if report["ok"] else 1)
+    rows = (out / "soak.csv").read_text().splitlines()
+    assert rows[0].startswith("t_s,rss_mb,fps") and len(rows) - 1 >= 3
+    # A looping 25 frames/s clip for ~3.6 s: about 90 frames, all in real time.
+    assert 50 <= report["frames_processed"] <= 100 and report["frames_failed"] == 0
+    assert report["rss_start_mb"] > 0 and report["latency_ms"]["p99"] > 0
+    assert (out / "soak.png").stat().st_size > 1000
+    assert "verdict:" in capsys.readouterr().out
+
+
+def test_live_config_section_is_validated(tmp_path, fused_model, capsys):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("live:\n  max_age_ms: 100\n  htpp: 8080\n")
+    code = main(["camera", "--source", "0", "--config", str(cfg), "--model", str(fused_model)])
+    assert code == 1 and "unknown key 'live.htpp'" in capsys.readouterr().err
+
+
+def test_unparseable_addresses_are_config_errors(tmp_path, fused_model, capsys):
+    clip = write_video(tmp_path / "clip.mp4", n=3)
+    code = main(["camera", "--source", str(clip), "--model", str(fused_model), "--udp", "localhost:notaport"])
+    assert code == 1 and "--udp 'localhost:notaport'" in capsys.readouterr().err
+    assert isinstance(build_parser().parse_args(["camera", "--source", "0"]), argparse.Namespace)
