@@ -532,6 +532,126 @@ def cmd_soak(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_fleet_run(args: argparse.Namespace) -> int:
+    from perception.fleet.inputs import gather_inputs
+    from perception.fleet.run import run_fleet
+
+    config, cfg_file = _pipeline_config(args)
+    inputs = gather_inputs(args.inputs)
+    log.info("fleet: %d drive(s) → %s on %d worker(s)", len(inputs), args.out, args.workers)
+    summary = run_fleet(
+        inputs,
+        args.out,
+        config,
+        cfg_file,
+        workers=args.workers,
+        range_frames=args.range_frames,
+        batch=args.batch,
+        address=args.address,
+        write_video=args.video,
+        progress=not args.quiet,
+        threads=args.threads or 1,
+    )
+    print(summary.format())
+    print(f"wrote {Path(args.out) / 'fleet_summary.json'} and one folder per drive", file=sys.stderr)
+    return 1 if summary.failed or summary.totals()["drives_with_problems"] else 0
+
+
+def cmd_fleet_scale(args: argparse.Namespace) -> int:
+    """The same inputs with 1 worker, then N: frames/s and the scaling efficiency."""
+    import shutil
+
+    from perception.fleet.inputs import gather_inputs
+    from perception.fleet.run import run_fleet, start_ray
+
+    config, cfg_file = _pipeline_config(args)
+    inputs = gather_inputs(args.inputs)
+    rows = []
+    try:
+        counts = sorted({int(x) for x in args.workers.split(",")})
+    except ValueError:
+        raise ConfigError(f"--workers '{args.workers}': expected comma-separated counts, e.g. 1,2") from None
+    start_ray(args.address, max(counts))  # one cluster with room for the largest pool
+    for n in counts:
+        out = Path(args.out) / f"workers_{n}"
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run: nothing reused from an earlier one
+        s = run_fleet(
+            inputs,
+            out,
+            config,
+            cfg_file,
+            workers=n,
+            range_frames=args.range_frames,
+            batch=args.batch,
+            address=args.address,
+            progress=False,
+            threads=args.threads or 1,
+        )
+        t = s.totals()
+        rows.append((n, t["frames"], s.wall_s, t["frames_per_s"]))
+        log.info("%d worker(s): %d frames in %.1f s, %.1f frames/s", n, t["frames"], s.wall_s, t["frames_per_s"])
+    base = rows[0][3] / rows[0][0]
+    lines = [
+        "workers  frames  wall s  frames/s  speed-up  efficiency",
+        "-------  ------  ------  --------  --------  ----------",
+    ]
+    for n, frames, wall, fps in rows:
+        lines.append(
+            f"{n:<7}  {frames:<6}  {wall:<6.1f}  {fps:<8.1f}  {fps / rows[0][3]:<8.2f}  {fps / (n * base):.0%}"
+        )
+    lines.append("efficiency: frames/s ÷ (workers × frames/s of one worker); every worker reserves one CPU")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_fleet_eval(args: argparse.Namespace) -> int:
+    from perception.data.registry import parse_data_spec
+    from perception.eval.evaluate import format_table
+    from perception.eval.report import nan_to_null
+    from perception.fleet.evaluate import fleet_evaluate
+    from perception.sinks import ensure_writable_dir
+
+    kind, root = parse_data_spec(args.data)
+    try:
+        result = fleet_evaluate(
+            args.model or "default",
+            kind,
+            root,
+            args.split,
+            class_map=args.class_map,
+            workers=args.workers,
+            shard_size=args.shard_size,
+            address=args.address,
+            score=args.score,
+            max_frames=args.max_frames,
+            progress=not args.quiet,
+            threads=args.threads or 1,
+        )
+    except ValueError as err:
+        raise ConfigError(f"{args.model or 'default'} on {args.data}: {err}") from err
+    out = ensure_writable_dir(Path(args.out) if args.out else Path("out") / "fleet_eval" / f"{kind}_{args.split}")
+    payload = {
+        "model": args.model or "default",
+        "data": args.data,
+        "split": args.split,
+        "workers": args.workers,
+        "shard_size": args.shard_size,
+        "metrics": result.metrics,
+        "skipped": result.skipped.examples,
+        "frames": result.frames,
+    }
+    (out / "metrics.json").write_text(json.dumps(nan_to_null(payload), indent=2) + "\n")
+    keys = [
+        k
+        for k in result.metrics
+        if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps"))
+        or k in ("frames", "skipped")
+    ]
+    print(format_table({args.model or "default": result.metrics}, keys))
+    print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from perception.export.checkpoint_export import export_checkpoint
 
@@ -726,6 +846,48 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--warmup-s", type=float, default=30.0, help="memory baseline after this warm-up (default 30)")
     sk.add_argument("--p99-limit-ms", type=float, default=100.0, help="latency limit for the verdict (default 100)")
     sk.set_defaults(func=cmd_soak)
+
+    fleet = sub.add_parser("fleet", parents=[common], help="many drives on a Ray cluster: run, eval, scale")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="FLEET_COMMAND")
+    fleet_opts = argparse.ArgumentParser(add_help=False)
+    fleet_opts.add_argument(
+        "--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one"
+    )
+    fleet_opts.add_argument(
+        "--threads", type=int, help="inference threads per worker (default 1; each reserves one CPU)"
+    )
+    fleet_opts.add_argument("--model", help="model file; default: the shipped model")
+    fleet_opts.add_argument("--score", type=float, help="detection score threshold (default: the model's)")
+    run_opts = argparse.ArgumentParser(add_help=False)
+    run_opts.add_argument(
+        "inputs", nargs="+", help="manifest (.csv with a path column, .jsonl), glob, path or fsspec URL"
+    )
+    run_opts.add_argument("--config", help="pipeline preset YAML")
+    run_opts.add_argument("--camera", help="camera YAML: lanes in metres, distances, TTC")
+    run_opts.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances")
+    run_opts.add_argument("--range-frames", type=int, default=100, help="frames per task (default 100)")
+    run_opts.add_argument("--batch", type=int, default=4, help="frames per network call (default 4)")
+    run_opts.set_defaults(backend=None, undistort=False, roi=None, no_video=True)
+    fr = fleet_sub.add_parser(
+        "run", parents=[common, fleet_opts, run_opts], help="process drives: results per drive + fleet summary"
+    )
+    fr.add_argument("--out", required=True, help="output folder: <id>/results.jsonl, summary.json; fleet_summary.json")
+    fr.add_argument("--workers", type=int, default=2, help="Ray actors, one model each (default 2)")
+    fr.add_argument("--video", action="store_true", help="also write each drive's annotated video")
+    fr.set_defaults(func=cmd_fleet_run)
+    fs = fleet_sub.add_parser("scale", parents=[common, fleet_opts, run_opts], help="throughput with 1 vs N workers")
+    fs.add_argument("--out", default="out/fleet_scale", help="scratch folder for the runs (default out/fleet_scale)")
+    fs.add_argument("--workers", default="1,2", help="worker counts to compare, comma-separated (default 1,2)")
+    fs.set_defaults(func=cmd_fleet_scale)
+    fe = fleet_sub.add_parser("eval", parents=[common, fleet_opts], help="perception eval, sharded over workers")
+    fe.add_argument("--data", required=True, help="dataset KIND:PATH, as for perception eval (e.g. synthetic:DIR)")
+    fe.add_argument("--split", default="val", help="dataset split (default val)")
+    fe.add_argument("--class-map", help="class map YAML for the dataset")
+    fe.add_argument("--workers", type=int, default=2, help="Ray actors, one model each (default 2)")
+    fe.add_argument("--shard-size", type=int, default=50, help="samples per task (default 50)")
+    fe.add_argument("--max-frames", type=int, help="evaluate only the first N samples")
+    fe.add_argument("--out", help="folder for metrics.json (default out/fleet_eval/<kind>_<split>)")
+    fe.set_defaults(func=cmd_fleet_eval)
 
     tr = sub.add_parser("train", parents=[common], help="train a network from a YAML config (torchrun for DDP)")
     tr.add_argument("config", help="training config YAML (see configs/train/)")

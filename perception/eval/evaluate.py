@@ -37,6 +37,158 @@ class EvalResult:
     confusion: np.ndarray | None = None
 
 
+class EvalAccumulator:
+    """Everything ``evaluate`` sums over a dataset, for one shard of it; shards merge exactly.
+
+    Confusion counts and boundary counts add, detection matches are kept per image (so AP is computed
+    once over all images, not averaged over shards), temporal-stability counts add. ``add`` with
+    ``score=False`` feeds a frame to the temporal metrics only: a shard starts with the two frames before
+    it as context, so every frame pair and triple is counted once, by the shard holding its last frame.
+    """
+
+    def __init__(
+        self,
+        seg_classes: tuple[str, ...],
+        det_classes: tuple[str, ...],
+        do_seg: bool,
+        do_det: bool,
+        boundary_tolerance_px: float = 2.0,
+    ):
+        self.seg_classes, self.det_classes = seg_classes, det_classes
+        self.do_seg, self.do_det = do_seg, do_det
+        self.lane = seg_classes.index("lane") if "lane" in seg_classes else None
+        self.drivable = seg_classes.index("drivable") if "drivable" in seg_classes else None
+        self.confusion = ConfusionMatrix(seg_classes)
+        self.boundary = BoundaryAccumulator(self.lane, boundary_tolerance_px, "lane") if self.lane is not None else None
+        self.dets = DetectionAccumulator(det_classes)
+        self.video = TemporalStability(seg_classes)
+        self.skipped = SkipLog()
+        self.frames: list[dict] = []
+        self.times: list[float] = []
+        self._clip = None
+
+    def add(self, i: int, sample, pred, seconds: float, score: bool = True) -> None:
+        """One sample ``i`` and its prediction (``seconds``: the predictor's time for it)."""
+        if score:
+            self.times.append(seconds)
+            record: dict = {"index": i, "name": sample.name}
+            if self.do_seg and sample.seg is not None and pred.seg is not None:
+                if pred.seg.shape != sample.seg.shape:
+                    raise ValueError(f"{sample.name}: prediction mask {pred.seg.shape} but label {sample.seg.shape}")
+                merge = None
+                if self.lane is not None and self.drivable is not None and not sample.lane_labelled:
+                    merge = {self.lane: self.drivable}
+                before = self.confusion.matrix.copy()
+                self.confusion.add(pred.seg, sample.seg, merge_pred=merge)
+                record["seg_iou"] = _frame_iou(self.confusion.matrix - before)
+                if self.boundary is not None and sample.lane_labelled:
+                    self.boundary.add(pred.seg, sample.seg)
+            if self.do_det and sample.boxes is not None and len(self.det_classes):
+                self.dets.add(i, sample.boxes, sample.labels, sample.ignore, pred.boxes, pred.scores, pred.labels)
+                record["gt_boxes"] = int(len(sample.boxes))
+                record["dets"] = int(len(pred.boxes))
+            self.frames.append(record)
+        if "clip" in sample.meta:
+            if sample.meta["clip"] != self._clip:
+                self._clip = sample.meta["clip"]
+                self.video.start_clip()
+            self.video.add(pred.seg, pred.boxes, pred.labels)
+        elif self._clip is not None:
+            self._clip = None
+            self.video.start_clip()
+
+    def merge(self, other: EvalAccumulator) -> EvalAccumulator:
+        """Append the next shard (higher sample indices) in place; returns self."""
+        self.confusion.merge(other.confusion)
+        if self.boundary is not None and other.boundary is not None:
+            self.boundary.merge(other.boundary)
+        self.dets.merge(other.dets)
+        v, o = self.video, other.video
+        v.inter += o.inter
+        v.union += o.union
+        v.jitter_sum += o.jitter_sum
+        v.jitter_n += o.jitter_n
+        v.gaps += o.gaps
+        v.gap_candidates += o.gap_candidates
+        self.skipped.counts.update(other.skipped.counts)
+        self.skipped.examples.extend(
+            other.skipped.examples[: max(0, self.skipped.max_examples - len(self.skipped.examples))]
+        )
+        self.frames.extend(other.frames)
+        self.times.extend(other.times)
+        return self
+
+    def result(self) -> EvalResult:
+        metrics: dict[str, float] = {}
+        if self.do_seg:
+            metrics.update(self.confusion.compute())
+        if "seg.iou.lane" in metrics:
+            metrics["lanes.iou"] = metrics["seg.iou.lane"]
+        if self.boundary is not None and self.do_seg:
+            metrics.update(self.boundary.compute())
+        video = self.video
+        if video.jitter_n or video.union.any() or video.gap_candidates:
+            metrics.update(video.compute())
+        det_result = self.dets.compute() if self.do_det and len(self.det_classes) else None
+        if det_result is not None:
+            metrics.update(det_result.as_dict())
+        t = np.array(self.times)
+        metrics["speed.fps"] = float(1.0 / np.median(t)) if len(t) else math.nan
+        metrics["speed.ms_median"] = float(np.median(t) * 1e3) if len(t) else math.nan
+        metrics["frames"] = float(len(self.frames))
+        metrics["skipped"] = float(self.skipped.total)
+        return EvalResult(
+            metrics,
+            self.frames,
+            self.skipped,
+            det_result,
+            self.confusion.matrix.copy() if self.do_seg else None,
+        )
+
+
+def check_classes(predictor, dataset: Dataset) -> tuple[tuple[str, ...], tuple[str, ...], bool, bool]:
+    """(seg classes, det classes, score seg?, score det?); ValueError when the predictor's classes differ."""
+    seg_classes = tuple(dataset.seg_classes)
+    det_classes = tuple(dataset.det_classes)
+    do_seg, do_det = bool(predictor.seg_classes), bool(predictor.det_classes)
+    if (do_seg and tuple(predictor.seg_classes) != seg_classes) or (
+        do_det and tuple(predictor.det_classes) != det_classes
+    ):
+        raise ValueError(
+            f"classes differ: model seg {list(predictor.seg_classes)} det {list(predictor.det_classes)}, "
+            f"dataset seg {list(seg_classes)} det {list(det_classes)}"
+        )
+    return seg_classes, det_classes, do_seg, do_det
+
+
+def evaluate_range(
+    predictor,
+    dataset: Dataset,
+    start: int,
+    end: int,
+    boundary_tolerance_px: float = 2.0,
+    context: int = 2,
+    progress: Progress | None = None,
+) -> EvalAccumulator:
+    """Samples [start, end) into an EvalAccumulator, with up to ``context`` samples before ``start`` fed to
+    the temporal metrics only (see EvalAccumulator)."""
+    acc = EvalAccumulator(*check_classes(predictor, dataset), boundary_tolerance_px=boundary_tolerance_px)
+    for i in range(max(0, start - context), end):
+        score = i >= start
+        try:
+            sample = dataset[i]
+        except DatasetError as err:
+            if score:
+                acc.skipped.add(err)
+            continue
+        t0 = time.perf_counter()
+        pred = predictor.predict(sample.image)
+        acc.add(i, sample, pred, time.perf_counter() - t0, score=score)
+        if progress is not None and score:
+            progress.update(i + 1)
+    return acc
+
+
 def evaluate(
     predictor,
     dataset: Dataset,
@@ -49,84 +201,14 @@ def evaluate(
     Raises ValueError when the predictor's classes cannot be matched with the dataset's, or a prediction's
     mask has another size than the sample's.
     """
-    seg_classes = tuple(dataset.seg_classes)
-    det_classes = tuple(dataset.det_classes)
-    do_seg, do_det = bool(predictor.seg_classes), bool(predictor.det_classes)
-    if (do_seg and tuple(predictor.seg_classes) != seg_classes) or (
-        do_det and tuple(predictor.det_classes) != det_classes
-    ):
-        raise ValueError(
-            f"classes differ: model seg {list(predictor.seg_classes)} det {list(predictor.det_classes)}, "
-            f"dataset seg {list(seg_classes)} det {list(det_classes)}"
-        )
-    lane = seg_classes.index("lane") if "lane" in seg_classes else None
-    drivable = seg_classes.index("drivable") if "drivable" in seg_classes else None
-    confusion = ConfusionMatrix(seg_classes)
-    boundary = BoundaryAccumulator(lane, boundary_tolerance_px, "lane") if lane is not None else None
-    dets = DetectionAccumulator(det_classes)
-    video = TemporalStability(seg_classes)
-    clip = None
-    skipped = SkipLog()
-    frames: list[dict] = []
-    times: list[float] = []
+    check_classes(predictor, dataset)
     n = len(dataset) if max_frames is None else min(len(dataset), max_frames)
     if n == 0:
         raise ValueError(f"{dataset!r} has no samples to evaluate")
     bar = Progress(n, enabled=progress)
-    for i in range(n):
-        try:
-            sample = dataset[i]
-        except DatasetError as err:
-            skipped.add(err)
-            continue
-        t0 = time.perf_counter()
-        pred = predictor.predict(sample.image)
-        times.append(time.perf_counter() - t0)
-        record: dict = {"index": i, "name": sample.name}
-        if do_seg and sample.seg is not None and pred.seg is not None:
-            if pred.seg.shape != sample.seg.shape:
-                raise ValueError(f"{sample.name}: prediction mask {pred.seg.shape} but label {sample.seg.shape}")
-            merge = None
-            if lane is not None and drivable is not None and not sample.lane_labelled:
-                merge = {lane: drivable}
-            before = confusion.matrix.copy()
-            confusion.add(pred.seg, sample.seg, merge_pred=merge)
-            record["seg_iou"] = _frame_iou(confusion.matrix - before)
-            if boundary is not None and sample.lane_labelled:
-                boundary.add(pred.seg, sample.seg)
-        if do_det and sample.boxes is not None and len(det_classes):
-            dets.add(i, sample.boxes, sample.labels, sample.ignore, pred.boxes, pred.scores, pred.labels)
-            record["gt_boxes"] = int(len(sample.boxes))
-            record["dets"] = int(len(pred.boxes))
-        if "clip" in sample.meta:
-            if sample.meta["clip"] != clip:
-                clip = sample.meta["clip"]
-                video.start_clip()
-            video.add(pred.seg, pred.boxes, pred.labels)
-        elif clip is not None:
-            clip = None
-            video.start_clip()
-        frames.append(record)
-        bar.update(i + 1)
+    acc = evaluate_range(predictor, dataset, 0, n, boundary_tolerance_px, progress=bar)
     bar.finish()
-    metrics: dict[str, float] = {}
-    if do_seg:
-        metrics.update(confusion.compute())
-    if "seg.iou.lane" in metrics:
-        metrics["lanes.iou"] = metrics["seg.iou.lane"]
-    if boundary is not None and do_seg:
-        metrics.update(boundary.compute())
-    if video.jitter_n or video.union.any() or video.gap_candidates:
-        metrics.update(video.compute())
-    det_result = dets.compute() if do_det and len(det_classes) else None
-    if det_result is not None:
-        metrics.update(det_result.as_dict())
-    t = np.array(times)
-    metrics["speed.fps"] = float(1.0 / np.median(t)) if len(t) else math.nan
-    metrics["speed.ms_median"] = float(np.median(t) * 1e3) if len(t) else math.nan
-    metrics["frames"] = float(len(frames))
-    metrics["skipped"] = float(skipped.total)
-    return EvalResult(metrics, frames, skipped, det_result, confusion.matrix.copy() if do_seg else None)
+    return acc.result()
 
 
 def _frame_iou(matrix: np.ndarray) -> float:

@@ -1,0 +1,241 @@
+"""A drive split into frame ranges, and one range through the network.
+
+A range [start, end) of a video is decoded from its start (an exact seek: OpenCV's FFmpeg backend seeks
+to the key frame before ``start`` and decodes forward), batched through the network (no fusion: that is
+stateful and runs per video in merge.py) and written as one ``.npz`` per range, atomically (a temporary
+file renamed into place), so a range file either holds the whole range or does not exist. The last range
+of a video is open-ended (``end`` None): a container whose frame count is wrong loses no frame.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from perception.config import PipelineConfig
+from perception.errors import InputError
+from perception.fleet.inputs import FleetInput, local_copy
+from perception.sources import IMAGE_SUFFIXES, BadFrame
+from perception.types import Frame, Letterbox
+
+LETTERBOX_FIELDS = 11  # frame h, w; input h, w; roi x, y, w, h; scale; pad x, y
+
+
+def count_frames(path: Path, kind: str) -> tuple[int | None, float]:
+    """(frames the container or folder says it holds, or None; frames/s, 10 for image folders)."""
+    if kind == "images":
+        return len(_image_files(path)), 10.0
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise InputError(f"{path}: not a video OpenCV can decode")
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return (n if n > 0 else None), (float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0)
+
+
+def plan_ranges(frames: int | None, range_frames: int) -> list[tuple[int, int | None]]:
+    """[start, end) ranges of ``range_frames``; the last one open-ended. Unknown count: one open range."""
+    if range_frames < 1:
+        raise ValueError(f"range_frames must be >= 1, got {range_frames}")
+    if not frames:
+        return [(0, None)]
+    starts = list(range(0, frames, range_frames))
+    return [(s, s + range_frames) for s in starts[:-1]] + [(starts[-1], None)]
+
+
+def range_name(start: int, end: int | None) -> str:
+    return f"{start:09d}-{'end' if end is None else f'{end:09d}'}.npz"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def iter_range(path: Path, kind: str, start: int, end: int | None) -> Iterator[Frame | BadFrame]:
+    """Frames ``start`` .. ``end`` - 1 (to the end when None), with the indices and timestamps a
+    ``perception run`` of the whole input gives them."""
+    if kind == "images":
+        files = _image_files(path)
+        for index in range(start, len(files) if end is None else min(end, len(files))):
+            t = index / 10.0
+            image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+            if image is None:
+                yield BadFrame(index, t, str(files[index]), "not an image OpenCV can read")
+            else:
+                yield Frame(index=index, timestamp_s=t, image=image, source=str(files[index]))
+        return
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise InputError(f"{path}: not a video OpenCV can decode")
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
+        if start > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            if int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) != start:
+                # The container cannot seek exactly: decode from the start and skip.
+                cap.release()
+                cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+                for _ in range(start):
+                    if not cap.grab():
+                        return
+        index = start
+        while end is None or index < end:
+            ok, image = cap.read()
+            if not ok or image is None:
+                break
+            pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+            t = pos_ms / 1000.0 if pos_ms and pos_ms > 0 else index / fps
+            if image.ndim == 2:
+                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            yield Frame(index=index, timestamp_s=t, image=image, source=str(path))
+            index += 1
+    finally:
+        cap.release()
+
+
+def _letterbox_row(lb: Letterbox) -> list[float]:
+    return [*lb.frame_size, *lb.input_size, *lb.roi_xywh, lb.scale, lb.pad_x, lb.pad_y]
+
+
+def letterbox_from_row(row: np.ndarray) -> Letterbox:
+    r = [float(v) for v in row]
+    return Letterbox(
+        (int(r[0]), int(r[1])),
+        (int(r[2]), int(r[3])),
+        (int(r[4]), int(r[5]), int(r[6]), int(r[7])),
+        r[8],
+        int(r[9]),
+        int(r[10]),
+    )
+
+
+def write_range_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed to a temporary name, fsync, rename: the file is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RangeWorker:
+    """Holds one loaded model; turns a range of a drive into a range file. Ray runs it as an actor.
+
+    Args:
+        config: the pipeline config (model, preprocessing, thresholds); fusion is switched off here.
+        config_file: the file ``config``'s relative paths are relative to.
+        threads: inference threads for this worker (it reserves one CPU; 1 keeps workers from contending).
+        batch: frames per network call.
+        cache_dir: where remote inputs are copied.
+    """
+
+    def __init__(
+        self, config: PipelineConfig, config_file: str | None, threads: int, batch: int, cache_dir: str
+    ) -> None:
+        from perception.pipeline import build_pipeline
+        from perception.runner import configure_host_threads
+
+        configure_host_threads()
+        config = replace(
+            config,
+            fusion=replace(config.fusion, enabled=False),
+            backend=replace(config.backend, threads=threads),
+        )
+        self.pipeline = build_pipeline(config, config_file)
+        self.batch = max(1, batch)
+        self.cache_dir = cache_dir
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def merge(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """merge.merge_drive on this worker: it holds a CPU already, so merges need none of their own."""
+        from perception.fleet.merge import merge_drive
+
+        return merge_drive(*args, **kwargs)
+
+    def process(self, item: FleetInput, start: int, end: int | None, out_path: str) -> dict[str, Any]:
+        """Run frames [start, end) of ``item`` and write ``out_path``; returns counts and timings."""
+        t0 = time.perf_counter()
+        path = local_copy(item, self.cache_dir)
+        indices: list[int] = []
+        times: list[float] = []
+        sizes: list[tuple[int, int]] = []
+        counts: list[int] = []
+        boxes: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        segs: list[np.ndarray] = []
+        lbs: list[list[float]] = []
+        timings: list[list[float]] = []
+        bad: list[tuple[int, float, str]] = []
+        batch: list[Frame] = []
+
+        def flush() -> None:
+            for r in self.pipeline.process_batch(batch, fuse=False):
+                indices.append(r.frame_index)
+                times.append(r.timestamp_s)
+                sizes.append(r.frame_size)
+                counts.append(len(r.detections))
+                boxes.append(r.detections.boxes_xyxy)
+                scores.append(r.detections.scores)
+                labels.append(r.detections.labels)
+                segs.append(r.seg.class_ids if r.seg is not None else np.zeros((0, 0), np.uint8))
+                lbs.append(_letterbox_row(r.letterbox))
+                timings.append([r.timings_ms.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")])
+            batch.clear()
+
+        for frame in iter_range(path, item.kind, start, end):
+            if isinstance(frame, BadFrame):
+                if batch:
+                    flush()
+                bad.append((frame.index, frame.timestamp_s, frame.reason))
+                continue
+            if batch and frame.size_hw != batch[0].size_hw:
+                flush()  # a batch is one size; the merge reports the odd frame
+            batch.append(frame)
+            if len(batch) >= self.batch:
+                flush()
+        if batch:
+            flush()
+        contract = self.pipeline.contract
+        write_range_atomically(
+            Path(out_path),
+            {
+                "frame": np.array(indices, np.int64),
+                "t": np.array(times, np.float64),
+                "size": np.array(sizes, np.int32).reshape(-1, 2),
+                "det_count": np.array(counts, np.int32),
+                "boxes": np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32),
+                "scores": np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
+                "labels": np.concatenate(labels).astype(np.int32) if labels else np.zeros(0, np.int32),
+                "seg": np.stack(segs) if segs and len({s.shape for s in segs}) == 1 else np.zeros((0, 0, 0), np.uint8),
+                "letterbox": np.array(lbs, np.float64).reshape(-1, LETTERBOX_FIELDS),
+                "timings_ms": np.array(timings, np.float64).reshape(-1, 3),
+                "bad_frame": np.array([b[0] for b in bad], np.int64),
+                "bad_t": np.array([b[1] for b in bad], np.float64),
+                "bad_reason": np.array([b[2] for b in bad], dtype=np.str_),
+                "det_classes": np.array(contract.det_classes, dtype=np.str_),
+                "seg_classes": np.array(contract.seg_classes, dtype=np.str_),
+                "range": np.array([start, -1 if end is None else end], np.int64),
+            },
+        )
+        return {
+            "id": item.id,
+            "start": start,
+            "end": end,
+            "frames": len(indices) + len(bad),
+            "seconds": time.perf_counter() - t0,
+            "pid": os.getpid(),
+        }
