@@ -223,6 +223,16 @@ def cmd_data_montage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_table_keys(results: dict[str, dict[str, float]]) -> list[str]:
+    """The metrics the eval table shows: every model's keys, in order, of the headline kinds."""
+    prefixes = ("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps")
+    return [
+        k
+        for k in dict.fromkeys(k for metrics in results.values() for k in metrics)
+        if k.startswith(prefixes) or k in ("frames", "skipped")
+    ]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import cv2
 
@@ -262,12 +272,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         write_eval_plots(target, result, predictor, dataset)
         if result.skipped.total:
             log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
-    keys = [
-        k
-        for k in dict.fromkeys(k for metrics in results.values() for k in metrics)  # every model's keys, in order
-        if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps"))
-        or k in ("frames", "skipped")
-    ]
+    keys = _eval_table_keys(results)
     print(format_table(results, keys))
     if len(models) > 1:
         (out / "comparison.json").write_text(json.dumps(nan_to_null(results), indent=2) + "\n")
@@ -641,13 +646,8 @@ def cmd_fleet_eval(args: argparse.Namespace) -> int:
         "frames": result.frames,
     }
     (out / "metrics.json").write_text(json.dumps(nan_to_null(payload), indent=2) + "\n")
-    keys = [
-        k
-        for k in result.metrics
-        if k.startswith(("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps"))
-        or k in ("frames", "skipped")
-    ]
-    print(format_table({args.model or "default": result.metrics}, keys))
+    results = {args.model or "default": result.metrics}
+    print(format_table(results, _eval_table_keys(results)))
     print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
     return 0
 
