@@ -225,3 +225,26 @@ def test_fleet_commands_from_the_command_line(fused_model, tmp_path, capsys):
     table = capsys.readouterr().out
     assert code == 0 and "efficiency" in table
     assert [line.split()[0] for line in table.splitlines()[2:4]] == ["1", "2"]
+
+
+def test_fleet_run_writes_annotated_videos_and_fleet_eval_from_the_command_line(fused_model, tmp_path, capsys):
+    import cv2
+
+    videos = _drives(tmp_path, [9])
+    out = tmp_path / "out"
+    assert main(["-q", "fleet", "run", str(videos[0]), "--out", str(out), "--model", str(fused_model),
+                 "--range-frames", "4", "--video"]) == 0  # fmt: skip
+    cap = cv2.VideoCapture(str(out / "drive0" / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 9
+    cap.release()
+    data = tmp_path / "synth"
+    assert main(["-q", "synth", "--n", "0", "--clips", "1", "--clip-frames", "6", "--size", "320x180",
+                 "--workers", "1", "--seed", "9", "--out", str(data)]) == 0  # fmt: skip
+    capsys.readouterr()
+    code = main(["-q", "fleet", "eval", "--data", f"synthetic:{data}", "--split", "clips", "--model",
+                 str(fused_model), "--shard-size", "4", "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert code == 0 and "seg.iou.drivable" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["metrics"]["frames"] == 6 and metrics["workers"] == 2
+    bad = main(["-q", "fleet", "eval", "--data", f"synthetic:{tmp_path / 'nothing'}", "--model", str(fused_model)])
+    assert bad != 0

@@ -188,3 +188,130 @@ def test_unparseable_addresses_are_config_errors(tmp_path, fused_model, capsys):
     code = main(["camera", "--source", str(clip), "--model", str(fused_model), "--udp", "localhost:notaport"])
     assert code == 1 and "--udp 'localhost:notaport'" in capsys.readouterr().err
     assert isinstance(build_parser().parse_args(["camera", "--source", "0"]), argparse.Namespace)
+
+
+class MjpegCamera:
+    """A minimal HTTP MJPEG camera on 127.0.0.1 (what an IP camera serves); ``garbage`` sends random bytes."""
+
+    def __init__(self, port: int = 0, frames_per_s: float = 20.0, garbage: bool = False):
+        import http.server
+
+        import cv2
+        import numpy as np
+        from conftest import synthetic_frame
+
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=f")
+                self.end_headers()
+                i = 0
+                try:
+                    while not camera.stopping:
+                        if garbage:
+                            self.wfile.write(np.random.default_rng(i).bytes(4096))
+                        else:
+                            jpg = cv2.imencode(".jpg", synthetic_frame(i))[1].tobytes()
+                            head = f"--f\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n"
+                            self.wfile.write(head.encode() + jpg + b"\r\n")
+                        self.wfile.flush()
+                        i += 1
+                        time.sleep(1.0 / frames_per_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._handler = Handler
+        self.port = port
+        self.start()
+
+    def start(self):
+        """Listen (again, on the same port after ``close``); OSError while the port is still taken."""
+        import http.server
+
+        class Server(http.server.ThreadingHTTPServer):
+            # The old server's last connection may linger (FIN_WAIT) while the client holds it open: a
+            # camera that comes back on its port must still be able to bind it.
+            allow_reuse_port = True
+
+        self.server = Server(("127.0.0.1", self.port), self._handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.stopping = False
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        if not self.stopping:
+            self.stopping = True
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def _wait(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return cond()
+
+
+def _stream_node(fused_model, url: str):
+    from perception.config import PipelineConfig
+    from perception.live.capture import LatestFrameCapture
+    from perception.live.node import CameraNode, NodeSettings
+    from perception.pipeline import build_pipeline
+    from perception.sources import OpenCVGrabber, parse_camera_source
+
+    spec = parse_camera_source(url)
+    assert spec.kind == "stream"
+    capture = LatestFrameCapture(
+        lambda: OpenCVGrabber(spec), name=spec.name, stall_timeout_s=1.0, reconnect_initial_s=0.1, reconnect_max_s=0.3
+    )
+    pipeline = build_pipeline(PipelineConfig(model=str(fused_model)))
+    return CameraNode(capture, pipeline, [], NodeSettings(max_age_s=1.0))
+
+
+def test_an_http_stream_that_dies_is_reconnected_when_it_comes_back(fused_model):
+    """An IP-camera-like MJPEG stream: frames flow; the server goes away (the node keeps running and says
+    it is reconnecting); a server comes back on the same port; frames flow again."""
+    camera = MjpegCamera()
+    node = _stream_node(fused_model, f"http://127.0.0.1:{camera.port}/stream.mjpg")
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: node.run(stop), daemon=True)
+    runner.start()
+    try:
+        assert _wait(lambda: node.summary.frames_processed >= 5, 20) and node.state() == "running"
+        camera.close()
+        assert _wait(lambda: node.state() in ("reconnecting", "stalled"), 10), node.state()
+        before = node.summary.frames_processed
+        assert _wait(lambda: _restart(camera), 5), "the port is free again"
+        assert _wait(lambda: node.summary.frames_processed >= before + 5, 20), "frames flow after the reconnect"
+        assert node.capture.counters.reconnects >= 1 and node.state() == "running"
+    finally:
+        stop.set()
+        runner.join(10)
+        camera.close()
+    assert not runner.is_alive()
+
+
+def _restart(camera: MjpegCamera) -> bool:
+    try:
+        camera.start()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_stream_of_garbage_never_crashes_the_node(fused_model):
+    """Random bytes instead of video: no frame comes through; the node keeps retrying and stays up."""
+    camera = MjpegCamera(garbage=True)
+    node = _stream_node(fused_model, f"http://127.0.0.1:{camera.port}/stream.mjpg")
+    try:
+        summary = node.run(threading.Event(), duration_s=3.0)
+    finally:
+        camera.close()
+    assert summary.stopped_by == "duration" and summary.frames_processed == 0 and summary.frames_failed == 0
+    assert node.capture.last_error, "why no frame came is reported"
