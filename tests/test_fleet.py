@@ -248,3 +248,24 @@ def test_fleet_run_writes_annotated_videos_and_fleet_eval_from_the_command_line(
     assert metrics["metrics"]["frames"] == 6 and metrics["workers"] == 2
     bad = main(["-q", "fleet", "eval", "--data", f"synthetic:{tmp_path / 'nothing'}", "--model", str(fused_model)])
     assert bad != 0
+
+
+def test_remote_inputs_through_fsspec_are_fetched_once_and_processed(fused_model, tmp_path):
+    """fsspec URLs (memory:// stands in for s3:// or gs://): globbed, copied to the cache, processed."""
+    fsspec = pytest.importorskip("fsspec")
+    videos = _drives(tmp_path, [7, 5])
+    fs = fsspec.filesystem("memory")
+    for v in videos:
+        fs.pipe(f"/bucket/{v.name}", v.read_bytes())
+    inputs = gather_inputs(["memory://bucket/*.mp4"])
+    assert [(i.id, i.kind, i.is_remote) for i in inputs] == [("drive0", "video", True), ("drive1", "video", True)]
+    out = tmp_path / "out"
+    summary = run_fleet(inputs, out, PipelineConfig(model=str(fused_model)), workers=2, range_frames=3, progress=False)
+    assert [d["frames"] for d in summary.drives] == [7, 5]
+    assert len(list((out / ".cache").iterdir())) == 2, "each remote file copied once"
+    single = _single_process(videos[0], fused_model, tmp_path / "single")
+    assert _lines(out / "drive0" / "results.jsonl") == single
+    with pytest.raises(InputError, match="cannot fetch"):
+        from perception.fleet.inputs import FleetInput, local_copy
+
+        local_copy(FleetInput("x", "memory://bucket/missing.mp4", "video"), tmp_path / "cache")
