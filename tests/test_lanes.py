@@ -421,3 +421,25 @@ def test_departure_is_cleared_when_the_lane_is_dropped():
     assert lf.update(None, t + 0.6) is None
     ego, _ = run_filter(lf, 0.0, t + 0.7, frames=1)
     assert ego.departure == "none"
+
+
+def _fit(c0: float, span: tuple[float, float], windows: int, residual: float = 0.02):
+    from perception.postprocess.lanes import LineFit
+
+    return LineFit((c0, 0.0, 0.0), span, coverage=1.0, residual_m=residual, windows=windows)
+
+
+def test_a_weak_line_does_not_set_the_lane_width():
+    """A short ragged 'line' half a metre off (a paint blob) beside a good line: the good line is measured
+    alone with the held width, instead of the pair narrowing the lane; two good lines still measure it."""
+    from perception.postprocess.lanes import MIN_PAIR_CONFIDENCE, measure_ego_lane
+
+    good_right = _fit(-1.8, (5.0, 40.0), windows=14)
+    blob_left = _fit(1.2, (6.0, 11.0), windows=3, residual=0.1)
+    assert good_right.confidence >= MIN_PAIR_CONFIDENCE > blob_left.confidence
+    m = measure_ego_lane({"ego_left": blob_left, "ego_right": good_right}, width_prior_m=3.6)
+    assert m.width_m is None and not m.left_seen and m.right_seen
+    assert m.offset_m == pytest.approx(1.8 - 1.8, abs=1e-9)  # right line + half the held 3.6 m
+    good_left = _fit(1.8, (5.0, 40.0), windows=14)
+    m = measure_ego_lane({"ego_left": good_left, "ego_right": good_right}, width_prior_m=3.0)
+    assert m.width_m == pytest.approx(3.6) and m.left_seen and m.right_seen

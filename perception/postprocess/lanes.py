@@ -414,11 +414,22 @@ def _center_to_ego(c0: float, c1: float, c2: float) -> tuple[float, float, float
     return -c0, heading, curvature
 
 
+# A pair of ego lines measures the lane width only when both are this confident; otherwise the more
+# confident one is used alone. A short or ragged line (a paint blob, a half-seen dash) placed half a metre
+# off would otherwise set the width, and the filter holds the width through the single-line frames after.
+MIN_PAIR_CONFIDENCE = 0.25
+
+
 def measure_ego_lane(sides: dict[str, LineFit], width_prior_m: float | None) -> EgoMeasurement | None:
     """Ego lane from its two lines, or from one line and a width (the filter's, else 3.5 m)."""
     left, right = sides.get("ego_left"), sides.get("ego_right")
     if left is None and right is None:
         return None
+    if left is not None and right is not None and min(left.confidence, right.confidence) < MIN_PAIR_CONFIDENCE:
+        if left.confidence < right.confidence:
+            left = None
+        else:
+            right = None
     if left is not None and right is not None:
         c = [(a + b) / 2 for a, b in zip(left.coeffs, right.coeffs, strict=True)]
         # Lines fitted separately need not be parallel; the width is measured across, at the camera.
