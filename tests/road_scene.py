@@ -140,8 +140,9 @@ def seg_map(mask: np.ndarray) -> SegMap:
 
 def project_box(camera: CameraModel, x_m: float, y_m: float, width_m: float = 1.8, height_m: float = 1.5) -> np.ndarray:
     """Image box float32 [4] x1, y1, x2, y2 (frame pixels) of an upright rectangle facing the camera at
-    ``x_m`` ahead, centred ``y_m`` left, standing on the ground."""
+    ``x_m`` ahead, centred ``y_m`` left, standing on the ground. Boxes have pixel edges at integers (as
+    detectors and labels give them); the camera has pixel centres there: hence the half pixel."""
     corners = np.array([[x_m, y_m + sy * width_m / 2, z] for sy in (-1.0, 1.0) for z in (0.0, height_m)], np.float64)
     uv, depth = camera.project(corners)
     assert np.all(depth > 0)
-    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()], np.float32)
+    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()], np.float32) + np.float32(0.5)

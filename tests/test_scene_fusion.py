@@ -62,8 +62,8 @@ def fuser(camera=CAMERA, **kwargs) -> SceneFuser:
 
 
 def box_at_ground(u: float, v: float, w: float = 40.0, h: float = 30.0) -> np.ndarray:
-    """A box whose bottom centre is frame pixel (u, v)."""
-    return np.array([u - w / 2, v - h, u + w / 2, v], np.float32)
+    """A box (pixel edges at integers) whose bottom centre is camera pixel (u, v) (pixel centres at integers)."""
+    return np.array([u - w / 2, v - h, u + w / 2, v], np.float32) + np.float32(0.5)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -81,6 +81,17 @@ def test_ground_distance_of_a_projected_ground_point(distance_m, lateral_m):
     assert dist == pytest.approx(math.hypot(distance_m, lateral_m), rel=0.01)
     assert x == pytest.approx(distance_m, rel=0.01) and y == pytest.approx(lateral_m, abs=0.01 * distance_m)
     assert 0 < sigma < 0.3 * dist
+
+
+def test_box_edges_and_camera_pixel_centres_are_half_a_pixel_apart():
+    """An object touching the ground at camera row v (pixel centres at integers) has a box with y2 = v + 0.5
+    (pixel edges at integers): that box must give the true distance, and half a pixel matters (~2 % at 30 m
+    with this camera), so the conventions cannot be mixed up unnoticed."""
+    uv, _ = CAMERA.project(np.array([[30.0, 0.0, 0.0]]))
+    u, v = uv[0]
+    box = np.array([u - 20, v - 30, u + 20, v], np.float32)
+    assert ground_distance(box + 0.5, CAMERA, False)[0] == pytest.approx(30.0, rel=0.002)
+    assert ground_distance(box, CAMERA, False)[0] > 30.0 * 1.01
 
 
 def test_ground_distance_sigma_grows_with_distance():
