@@ -22,8 +22,8 @@ from typing import Any
 
 from perception.pipeline import Pipeline
 from perception.progress import Progress
-from perception.sinks import SCHEMA_ID, JsonlSink, VideoSink, ensure_writable_dir, scene_to_json
-from perception.sources import BadFrame, FrameSource
+from perception.sinks import JsonlSink, VideoSink, ensure_writable_dir, error_to_json, scene_to_json
+from perception.sources import BadFrame, FrameSource, size_change_reason
 from perception.types import Frame
 from perception.viz import draw_scene
 
@@ -212,14 +212,7 @@ def run_source(
                 frame, result, frame_ms = item
                 if isinstance(result, BadFrame):
                     if jsonl:
-                        jsonl.write(
-                            {
-                                "schema": SCHEMA_ID,
-                                "frame": result.index,
-                                "t": round(result.timestamp_s, 6),
-                                "error": result.reason,
-                            }
-                        )
+                        jsonl.write(error_to_json(result.index, result.timestamp_s, result.reason))
                     continue
                 # Fusion is stateful (tracks, lane filter), so it runs here, where frames arrive in order, and
                 # overlaps the next batch's inference.
@@ -276,10 +269,7 @@ def run_source(
                     stream_hw = frame.size_hw
                 if frame.size_hw != stream_hw:
                     frame = BadFrame(
-                        frame.index,
-                        frame.timestamp_s,
-                        frame.source,
-                        f"frame is {frame.size_hw[1]}x{frame.size_hw[0]}, the stream is {stream_hw[1]}x{stream_hw[0]}",
+                        frame.index, frame.timestamp_s, frame.source, size_change_reason(frame.size_hw, stream_hw)
                     )
             if isinstance(frame, BadFrame):
                 if batch:

@@ -122,6 +122,11 @@ def scene_to_json(result: SceneResult, timings_ms: dict[str, float] | None = Non
     }
 
 
+def error_to_json(frame_index: int, timestamp_s: float, reason: str) -> dict[str, Any]:
+    """The JSONL record of a frame position that holds no usable frame (see the module docstring)."""
+    return {"schema": SCHEMA_ID, "frame": frame_index, "t": round(timestamp_s, 6), "error": reason}
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and prove a file can be written there; OutputError otherwise."""
     path = Path(path)

@@ -37,6 +37,11 @@ class BadFrame:
     reason: str
 
 
+def size_change_reason(frame_hw: tuple[int, int], stream_hw: tuple[int, int]) -> str:
+    """Why a frame of another size than the stream's first is not used (one line, WxH)."""
+    return f"frame is {frame_hw[1]}x{frame_hw[0]}, the stream is {stream_hw[1]}x{stream_hw[0]}"
+
+
 class FrameSource(Protocol):
     name: str
     fps: float

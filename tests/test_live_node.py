@@ -365,3 +365,35 @@ def test_soak_latency_histogram_matches_exact_percentiles_to_the_bin():
         assert exact <= hist.percentile(q) <= exact + 0.1 + 1e-9
     assert hist.percentile(100) == 2500.0
     assert LatencyHistogram().percentile(50) is None
+
+
+def test_ros2_detection_fields_carry_centre_size_class_score_and_track_id():
+    """What the ROS 2 output puts in each vision_msgs/Detection2D, without ROS: boxes as centre and size in
+    frame pixels, the class name, the score, and the id of the tracked object the box belongs to."""
+    from perception.live.ros2 import detection_fields
+    from perception.types import Scene, SceneObject, Track
+
+    dets = Detections(
+        np.array([[100, 50, 140, 80], [300, 60, 320, 100], [10, 10, 20, 20]], np.float32),
+        np.array([0.9, 0.7, 0.4], np.float32),
+        np.array([0, 1, 0], np.int32),
+    )
+    tracked = SceneObject(track=Track(7, np.array([101, 51, 141, 81], np.float32), 0.9, 0))
+    # Same place as detection 1 but another class: it must not lend its id.
+    other_class = SceneObject(track=Track(9, np.array([300, 60, 320, 100], np.float32), 0.7, 0))
+    result = SceneResult(
+        frame_index=0,
+        timestamp_s=0.0,
+        frame_size=(200, 400),
+        detections=dets,
+        det_class_names=("car", "pedestrian"),
+        seg=None,
+        letterbox=Letterbox((200, 400), (200, 400), (0, 0, 400, 200), 1.0, 0, 0),
+        scene=Scene(objects=(tracked, other_class)),
+    )
+    fields = detection_fields(result)
+    assert [f["id"] for f in fields] == ["7", "", ""]
+    assert [f["class_id"] for f in fields] == ["car", "pedestrian", "car"]
+    assert fields[0]["center_x"] == 120.0 and fields[0]["center_y"] == 65.0
+    assert (fields[1]["size_x"], fields[1]["size_y"]) == (20.0, 40.0)
+    assert fields[2]["score"] == pytest.approx(0.4)

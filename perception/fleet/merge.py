@@ -21,7 +21,8 @@ import numpy as np
 from perception.config import PipelineConfig, resolve
 from perception.fleet.inputs import FleetInput, local_copy
 from perception.fleet.ranges import letterbox_from_row
-from perception.sinks import SCHEMA_ID, scene_to_json
+from perception.sinks import error_to_json, scene_to_json
+from perception.sources import size_change_reason
 from perception.types import Detections, SceneResult, SegMap
 
 SUMMARY_NAME = "summary.json"
@@ -119,8 +120,7 @@ def merge_drive(
             if what == "bad":
                 bad_frames += 1
                 t = float(r["bad_t"][k])
-                record = {"schema": SCHEMA_ID, "frame": index, "t": round(t, 6), "error": str(r["bad_reason"][k])}
-                lines.append(json.dumps(record, separators=(",", ":")))
+                lines.append(json.dumps(error_to_json(index, t, str(r["bad_reason"][k])), separators=(",", ":")))
                 continue
             t = float(r["t"][k])
             hw = (int(r["size"][k][0]), int(r["size"][k][1]))
@@ -128,9 +128,8 @@ def merge_drive(
                 stream_hw = hw
             if hw != stream_hw:
                 bad_frames += 1
-                reason = f"frame is {hw[1]}x{hw[0]}, the stream is {stream_hw[1]}x{stream_hw[0]}"
-                record = {"schema": SCHEMA_ID, "frame": index, "t": round(t, 6), "error": reason}
-                lines.append(json.dumps(record, separators=(",", ":")))
+                reason = size_change_reason(hw, stream_hw)
+                lines.append(json.dumps(error_to_json(index, t, reason), separators=(",", ":")))
                 continue
             a, b = int(offsets[k]), int(offsets[k + 1])
             lb = letterbox_from_row(r["letterbox"][k])

@@ -95,6 +95,9 @@ class LatestFrameCapture:
     # --- the taker's side -------------------------------------------------------------------------------
 
     def start(self) -> LatestFrameCapture:
+        """Start reading (a second call does nothing)."""
+        if self._supervisor is not None:
+            return self
         self._t0_mono = time.monotonic()
         self._supervisor = threading.Thread(target=self._supervise, name="capture-supervisor", daemon=True)
         self._supervisor.start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -69,8 +70,6 @@ def current_rss_bytes() -> int:
     """Resident memory of this process now (not the peak): /proc on Linux, else the peak from getrusage."""
     try:
         with open("/proc/self/statm") as f:
-            import os
-
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         from perception.runner import peak_rss_mb
@@ -234,8 +233,7 @@ class CameraNode:
         """Process frames until ``stop`` is set, the source ends, ``duration_s`` passes or ``max_frames``
         are processed; then stop the capture and close the outputs (flushing them)."""
         self._started = time.monotonic()
-        if self.capture.state == "starting" and not self.capture._supervisor:
-            self.capture.start()
+        self.capture.start()
         watchdog_stop = threading.Event()
         watchdog = threading.Thread(target=self._watchdog, args=(watchdog_stop,), name="watchdog", daemon=True)
         watchdog.start()

@@ -30,22 +30,19 @@ def detection_fields(result: SceneResult) -> list[dict[str, Any]]:
     """
     import numpy as np
 
+    from perception.postprocess.nms import box_iou
+
     names = result.det_class_names
     dets = result.detections
     objects = result.scene.objects if result.scene is not None else ()
     ids = [""] * len(dets)
     if objects and len(dets):
-        boxes = np.stack([o.track.box_xyxy for o in objects]).astype(np.float64)
-        labels = np.array([o.track.label for o in objects])
-        for i, (box, label) in enumerate(zip(dets.boxes_xyxy.astype(np.float64), dets.labels, strict=True)):
-            ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-            iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-            inter = ix * iy
-            area = (box[2] - box[0]) * (box[3] - box[1])
-            union = area + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-            iou = np.where((labels == label) & (union > 0), inter / np.maximum(union, 1e-9), 0.0)
-            best = int(np.argmax(iou))
-            if iou[best] >= 0.5:
+        boxes = np.stack([o.track.box_xyxy for o in objects])
+        same_class = dets.labels[:, None] == np.array([o.track.label for o in objects])[None, :]
+        iou = np.where(same_class, box_iou(dets.boxes_xyxy, boxes), 0.0)
+        for i, row in enumerate(iou):
+            best = int(np.argmax(row))
+            if row[best] >= 0.5:
                 ids[i] = str(objects[best].track.track_id)
     out = []
     for i, (box, score, label) in enumerate(zip(dets.boxes_xyxy, dets.scores, dets.labels, strict=True)):

@@ -76,6 +76,18 @@ class LineFit:
         return c0 + c1 * x + c2 * x * x
 
 
+def _content_pixels_to_ground(
+    rows: np.ndarray, cols: np.ndarray, letterbox: Letterbox, camera: CameraModel, undistort_points: bool
+) -> np.ndarray:
+    """Pixels (row, col) of the letterbox's content region → ground points float64 [N, 2] (x, y; NaN where
+    the ray misses the ground ahead)."""
+    rx, ry, _, _ = letterbox.roi_xywh
+    # Input pixel centre → frame pixel centre (the inverse of the letterbox scale about pixel centres).
+    u = (cols + 0.5) / letterbox.scale - 0.5 + rx
+    v = (rows + 0.5) / letterbox.scale - 0.5 + ry
+    return camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
+
+
 class GroundGrid:
     """Ground position (x forward, y left; float64 [h, w] each, metres; NaN where the ray misses the ground
     ahead) of every image-content pixel of one letterbox geometry.
@@ -87,12 +99,8 @@ class GroundGrid:
     def __init__(self, letterbox: Letterbox, camera: CameraModel, undistort_points: bool):
         self.letterbox = letterbox
         ch, cw = letterbox.content_hw
-        rx, ry, _, _ = letterbox.roi_xywh
         rows, cols = np.mgrid[0:ch, 0:cw]
-        # Input pixel centre → frame pixel centre (the inverse of the letterbox scale about pixel centres).
-        u = (cols.ravel() + 0.5) / letterbox.scale - 0.5 + rx
-        v = (rows.ravel() + 0.5) / letterbox.scale - 0.5 + ry
-        ground = camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
+        ground = _content_pixels_to_ground(rows.ravel(), cols.ravel(), letterbox, camera, undistort_points)
         self.x = ground[:, 0].reshape(ch, cw)
         self.y = ground[:, 1].reshape(ch, cw)
 
@@ -126,10 +134,7 @@ def lane_points_ground(
             raise ValueError(f"ground grid is for {grid.letterbox}, the frame has {letterbox}")
         x, y = grid.x[ys, xs], grid.y[ys, xs]
     else:
-        rx, ry, _, _ = letterbox.roi_xywh
-        u = (xs + 0.5) / letterbox.scale - 0.5 + rx
-        v = (ys + 0.5) / letterbox.scale - 0.5 + ry
-        ground = camera.image_to_ground(np.column_stack([u, v]), distorted=undistort_points)
+        ground = _content_pixels_to_ground(ys, xs, letterbox, camera, undistort_points)
         x, y = ground[:, 0], ground[:, 1]
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(x) & (x >= settings.near_m) & (x <= settings.far_m) & (np.abs(y) <= settings.max_lateral_m)
