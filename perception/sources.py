@@ -54,9 +54,16 @@ class FrameSource(Protocol):
 
 
 class VideoFileSource:
-    """Decodes a video file with OpenCV (FFmpeg backend). Timestamps come from the container."""
+    """Decodes a video file with OpenCV (FFmpeg backend). Timestamps come from the container.
 
-    def __init__(self, path: str | os.PathLike):
+    ``start``, ``end``: only frames [start, end) (to the end when None), with the indices and timestamps
+    they have in the whole file: the fleet runs ranges of one drive on several workers. The seek is exact
+    (FFmpeg seeks to the key frame before ``start`` and decodes forward); a container that cannot seek is
+    decoded from its start and the frames before ``start`` skipped.
+    """
+
+    def __init__(self, path: str | os.PathLike, start: int = 0, end: int | None = None):
+        self.start, self.end = int(start), end
         self.path = Path(path)
         self.name = str(self.path)
         if not self.path.exists():
@@ -73,9 +80,20 @@ class VideoFileSource:
         self.expected_frames = count if count > 0 else None
         self.frames_read = 0
 
+    def _seek(self) -> bool:
+        """Position the decoder at frame ``start``; False when the file has fewer frames."""
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, self.start)
+        if int(round(self._cap.get(cv2.CAP_PROP_POS_FRAMES))) == self.start:
+            return True
+        self._cap.release()
+        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        return all(self._cap.grab() for _ in range(self.start))
+
     def __iter__(self) -> Iterator[Frame | BadFrame]:
-        index = 0
-        while True:
+        index = self.start
+        if self.start > 0 and not self._seek():
+            return
+        while self.end is None or index < self.end:
             ok, image = self._cap.read()
             if not ok or image is None:
                 break
@@ -86,7 +104,7 @@ class VideoFileSource:
                 image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
             yield Frame(index=index, timestamp_s=t, image=image, source=self.name)
             index += 1
-        if self.frames_read == 0:
+        if self.frames_read == 0 and self.start == 0:  # a range past the end is empty, not broken
             raise InputError(f"{self.path}: opened as video but not one frame could be decoded")
 
     def close(self) -> None:
@@ -96,7 +114,8 @@ class VideoFileSource:
 class ImageFolderSource:
     """Images in a folder (or one image file), sorted by file name, at a nominal ``fps`` for timestamps."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 10.0):
+    def __init__(self, path: str | os.PathLike, fps: float = 10.0, start: int = 0, end: int | None = None):
+        self.start, self.end = int(start), end
         self.path = Path(path)
         self.name = str(self.path)
         if self.path.is_file() and self.path.suffix.lower() in IMAGE_SUFFIXES:
@@ -112,7 +131,7 @@ class ImageFolderSource:
         self.frames_read = 0
 
     def __iter__(self) -> Iterator[Frame | BadFrame]:
-        for index, file in enumerate(self.files):
+        for index, file in enumerate(self.files[self.start : self.end], start=self.start):
             t = index / self.fps
             image = cv2.imread(str(file), cv2.IMREAD_COLOR)
             self.frames_read += 1
@@ -125,14 +144,19 @@ class ImageFolderSource:
         pass
 
 
-def open_source(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
-    """A video file or an image folder, by what ``path`` is; InputError when it is neither."""
+def open_source(
+    path: str | os.PathLike, fps: float | None = None, start: int = 0, end: int | None = None
+) -> FrameSource:
+    """A video file or an image folder, by what ``path`` is; InputError when it is neither.
+
+    ``start``, ``end``: only frames [start, end), indexed and timed as in the whole source.
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageFolderSource(p, fps=fps or 10.0)
-    return VideoFileSource(p)
+        return ImageFolderSource(p, fps=fps or 10.0, start=start, end=end)
+    return VideoFileSource(p, start=start, end=end)
 
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")

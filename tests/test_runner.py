@@ -315,3 +315,18 @@ def test_preprocessing_overlaps_in_the_decode_thread_and_matches_inline(fused_mo
         assert [d["box"] for d in record["detections"]] == [
             [round(float(v), 2) for v in b] for b in ref.detections.boxes_xyxy
         ]
+
+
+def test_sources_read_a_range_with_the_whole_sources_indices_timestamps_and_images(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", n=30, fps=10.0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(7):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), synthetic_frame(i))
+    for path, start, end in ((video, 13, 21), (video, 25, None), (folder, 2, 5)):
+        whole = [f for f in open_source(path) if start <= f.index and (end is None or f.index < end)]
+        part = list(open_source(path, start=start, end=end))
+        assert [f.index for f in part] == [f.index for f in whole] and part
+        assert [f.timestamp_s for f in part] == [f.timestamp_s for f in whole]
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(part, whole, strict=True))
+    assert list(open_source(video, start=40)) == [], "a range past the end is empty, not an error"

@@ -212,7 +212,7 @@ def _write_video(
     tmp = drive / f"annotated.tmp-{os.getpid()}.mp4"
     sink = VideoSink(tmp, fps)
     try:
-        for frame in iter_range(path, item.kind, 0, None):
+        for frame in iter_range(path, 0, None):
             if isinstance(frame, Frame) and frame.index in results:
                 sink.write(draw_scene(frame.image, results[frame.index]))
     finally:

@@ -16,29 +16,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from perception.config import PipelineConfig
-from perception.errors import InputError
 from perception.fleet.inputs import FleetInput, local_copy
-from perception.sources import IMAGE_SUFFIXES, BadFrame
+from perception.sources import BadFrame, open_source
 from perception.types import Frame, Letterbox
 
 LETTERBOX_FIELDS = 11  # frame h, w; input h, w; roi x, y, w, h; scale; pad x, y
 
 
-def count_frames(path: Path, kind: str) -> tuple[int | None, float]:
-    """(frames the container or folder says it holds, or None; frames/s, 10 for image folders)."""
-    if kind == "images":
-        return len(_image_files(path)), 10.0
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if not cap.isOpened():
-        raise InputError(f"{path}: not a video OpenCV can decode")
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return (n if n > 0 else None), (float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0)
+def count_frames(path: Path) -> tuple[int | None, float]:
+    """(frames the container or folder says it holds, or None; frames/s, as ``perception run`` times them)."""
+    source = open_source(path)
+    source.close()
+    return source.expected_frames, source.fps
 
 
 def plan_ranges(frames: int | None, range_frames: int) -> list[tuple[int, int | None]]:
@@ -55,51 +47,14 @@ def range_name(start: int, end: int | None) -> str:
     return f"{start:09d}-{'end' if end is None else f'{end:09d}'}.npz"
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def iter_range(path: Path, kind: str, start: int, end: int | None) -> Iterator[Frame | BadFrame]:
+def iter_range(path: Path, start: int, end: int | None) -> Iterator[Frame | BadFrame]:
     """Frames ``start`` .. ``end`` - 1 (to the end when None), with the indices and timestamps a
     ``perception run`` of the whole input gives them."""
-    if kind == "images":
-        files = _image_files(path)
-        for index in range(start, len(files) if end is None else min(end, len(files))):
-            t = index / 10.0
-            image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
-            if image is None:
-                yield BadFrame(index, t, str(files[index]), "not an image OpenCV can read")
-            else:
-                yield Frame(index=index, timestamp_s=t, image=image, source=str(files[index]))
-        return
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if not cap.isOpened():
-        raise InputError(f"{path}: not a video OpenCV can decode")
+    source = open_source(path, start=start, end=end)
     try:
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
-        if start > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            if int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) != start:
-                # The container cannot seek exactly: decode from the start and skip.
-                cap.release()
-                cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-                for _ in range(start):
-                    if not cap.grab():
-                        return
-        index = start
-        while end is None or index < end:
-            ok, image = cap.read()
-            if not ok or image is None:
-                break
-            pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-            t = pos_ms / 1000.0 if pos_ms and pos_ms > 0 else index / fps
-            if image.ndim == 2:
-                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            yield Frame(index=index, timestamp_s=t, image=image, source=str(path))
-            index += 1
+        yield from source
     finally:
-        cap.release()
+        source.close()
 
 
 def _letterbox_row(lb: Letterbox) -> list[float]:
@@ -196,7 +151,7 @@ class RangeWorker:
                 timings.append([r.timings_ms.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")])
             batch.clear()
 
-        for frame in iter_range(path, item.kind, start, end):
+        for frame in iter_range(path, start, end):
             if isinstance(frame, BadFrame):
                 if batch:
                     flush()

@@ -185,7 +185,7 @@ def run_fleet(
             summary.drives.append(json.loads((drive / SUMMARY_NAME).read_text()))
             summary.skipped_drives += 1
             continue
-        frames, fps = count_frames(local_copy(item, cache), item.kind)
+        frames, fps = count_frames(local_copy(item, cache))
         ranges = plan_ranges(frames, range_frames)
         done = {p.name for p in range_files(drive / "ranges")}
         pending = []
