@@ -355,6 +355,50 @@ def test_small_fast_box_keeps_its_id():
     assert len(ids(ByteTracker(pad_px=0.0))) < 5  # lost after the first frames, never confirmed again
 
 
+def _van_boxed_two_ways(k: int) -> list[list[float]]:
+    """A van 100 x 124 px drifting right, which the detector boxes whole, by its lower body (IoU 0.48 with the
+    whole box, so NMS keeps both) or both: both in frames 0-4, then one or the other, alternating."""
+    x = 384 + 2 * k
+    whole, lower = [x, 98, x + 100, 222], [x + 14, 149, x + 96, 221]
+    if k < 5:
+        return [whole, lower]
+    return [whole] if k % 2 else [lower]
+
+
+def test_one_object_boxed_two_ways_keeps_one_id():
+    def ids(tracker: ByteTracker) -> list[list[int]]:
+        out = []
+        for k in range(20):
+            boxes = np.array(_van_boxed_two_ways(k), np.float32)
+            dets = Detections(boxes, np.full(len(boxes), 0.8, np.float32), np.zeros(len(boxes), int))
+            out.append([tr.track_id for tr in tracker.update(dets, k / 10.0)])
+        return out
+
+    merged = ids(ByteTracker())
+    assert merged[:5] == [[1, 2]] * 5  # two boxes, two tracks while both come in
+    assert all(frame == [1] for frame in merged[5:]), merged  # then one track, under the older id
+    # without the merge the two tracks take turns on the van: a new id every frame
+    alternating = ids(ByteTracker(merge_duplicates=False))
+    assert {tuple(f) for f in alternating[5:]} == {(1,), (2,)}
+
+
+def test_distinct_objects_are_not_merged_as_duplicates():
+    """Overlapping objects that are not one: two small distant cars in neighbouring lanes (one hidden behind
+    the other for 0.3 s), two pedestrians at the same distance walking past each other (one hidden), and a
+    car seen inside a nearer one's box, moving with it (hidden for 0.3 s): ground lines 70 px apart."""
+    far_a = Obj("far_a", 300, 150, 12, 10)
+    far_b = Obj("far_b", 302, 150, 8, 8, visible=lambda t: not (1.0 <= t < 1.3))
+    ped_a = Obj("ped_a", 200, 300, 40, 100, vx=60, label=1)  # level with ped_b at t = 2 s
+    ped_b = Obj("ped_b", 440, 302, 40, 100, vx=-60, label=1, visible=lambda t: not (1.8 <= t < 2.3))
+    near = Obj("near", 280, 225, 160, 150, vx=30, label=2)
+    behind = Obj("behind", 290, 210, 60, 40, vx=30, label=2, visible=lambda t: not (1.0 <= t < 1.3))
+    per_frame = run([far_a, far_b, ped_a, ped_b, near, behind], np.arange(40) / 10.0)
+    gids = ("far_a", "far_b", "ped_a", "ped_b", "near", "behind")
+    for gid in gids:
+        assert len(set(ids_of(per_frame, gid))) == 1, (gid, ids_of(per_frame, gid))
+    assert len({ids_of(per_frame, gid)[0] for gid in gids}) == len(gids)
+
+
 def test_nan_rows_are_dropped():
     objs = [Obj("a", 100, 200, 50, 100, vx=50), Obj("b", 400, 200, 50, 100)]
     times = np.arange(10) / 10.0

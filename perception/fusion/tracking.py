@@ -22,6 +22,11 @@ Differences from the reference implementation, all deliberate:
   detection by the IoU of boxes padded by ``pad_px`` pixels on every side, when the two are each other's best
   padded match (the buffered IoU of C-BIoU, Yang et al., WACV 2023, with a constant buffer in pixels).
 - ``class_aware``: a detection only matches a track of the same label.
+- Optionally (on by default) duplicate tracks are merged: a detector that boxes one object two ways (a van
+  whole and its lower body, boxes whose IoU is just below the NMS threshold) starts two tracks, and when
+  only one of the boxes comes in a frame the two tracks take turns on the object, each turn an id switch.
+  A confirmed track unmatched in a frame whose box lies mostly inside a matched track's box, standing on
+  the same ground line and moving with it, is the same object: the two become one track with the older id.
 
 The assignment solvers (a Hungarian / shortest augmenting path solver in numpy, run per connected component
 of the allowed pairs) live here as well, since the runtime path has no scipy; :mod:`perception.eval.tracking`
@@ -270,6 +275,18 @@ STD_WEIGHT_POSITION = 1.0 / 20
 """Position noise per reference frame, as a fraction of the box size (ByteTrack's ``_std_weight_position``)."""
 STD_WEIGHT_VELOCITY = 1.0 / 160
 """Velocity noise per reference frame, as a fraction of the box size (``_std_weight_velocity``)."""
+DUPLICATE_MIN_IOS = 0.9
+"""Duplicate tracks: the smaller box lies at least this fraction inside the larger (intersection over smaller)."""
+DUPLICATE_MAX_BOTTOM_FRAC = 0.1
+"""... their bottom edges (ground contact) differ by at most this fraction of the taller box's height: two
+objects at the same distance cannot hide one another, while an occluded object's visible box ends above the
+occluder's bottom edge."""
+DUPLICATE_MIN_HEIGHT_PX = 24.0
+"""... and the smaller box is at least this tall: distant objects a few pixels high in neighbouring lanes
+overlap in the image and stand within a pixel of the same line, whatever their distance apart."""
+DUPLICATE_MAX_REL_SPEED = 1.0
+"""... and their velocities differ by at most this many widths of the wider box per second (two pedestrians
+crossing each other, briefly one inside the other, move apart at several widths a second)."""
 MIN_NOISE_SIZE_PX = 2.0
 """Box sizes below this (px) are raised to it when scaling noise, so a zero-size box keeps a proper filter."""
 
@@ -465,8 +482,13 @@ class ByteTracker:
        missing does not take its neighbour's in a cluster of small boxes. For boxes tens of pixels wide the
        padding changes little; for boxes a few pixels wide it absorbs whole-pixel jumps of the box (fast
        motion across the image, the visible extent shrinking or growing under occlusion) that drive their
-       plain IoU to zero. Confirmed tracks unmatched after this become lost (size rates zeroed, coasting on
-       the prediction).
+       plain IoU to zero.
+    6b. With ``merge_duplicates``: a confirmed track still unmatched that duplicates a matched one is merged
+       into it: same label, box at least ``DUPLICATE_MIN_IOS`` inside the other's and at least
+       ``DUPLICATE_MIN_HEIGHT_PX`` tall, bottom edges within ``DUPLICATE_MAX_BOTTOM_FRAC`` of the height,
+       velocities within ``DUPLICATE_MAX_REL_SPEED`` widths per second. The matched track carries on, under
+       the older of the two ids. Confirmed tracks unmatched after this
+       become lost (size rates zeroed, coasting on the prediction).
     7. Remaining high detections vs tentative tracks (IoU >= ``tentative_match_iou``); a tentative track is
        confirmed (and gets the next id) at ``min_hits`` matches, and removed when a frame leaves it unmatched.
     8. Remaining high detections with ``score >= new_track_score`` start tentative tracks; in the first frame
@@ -492,6 +514,7 @@ class ByteTracker:
         recover_last_box: add stage 5 (match unmatched confirmed tracks by their last matched box).
         pad_px: padding (frame pixels, each side) of stage 6, the padded-IoU association of small boxes;
             0 turns the stage off.
+        merge_duplicates: add stage 6b (merge an unmatched confirmed track into a matched one it duplicates).
         min_dt_s: step (s) used for a repeated or slightly earlier timestamp.
         max_backward_s: largest backward timestamp jump (s) treated as jitter rather than a new segment.
     """
@@ -512,6 +535,7 @@ class ByteTracker:
         report_lost: bool = False,
         recover_last_box: bool = True,
         pad_px: float = 2.0,
+        merge_duplicates: bool = True,
         min_dt_s: float = 1e-3,
         max_backward_s: float = 0.1,
     ):
@@ -545,6 +569,7 @@ class ByteTracker:
         self.report_lost = bool(report_lost)
         self.recover_last_box = bool(recover_last_box)
         self.pad_px = float(pad_px)
+        self.merge_duplicates = bool(merge_duplicates)
         self.min_dt_s = float(min_dt_s)
         self.max_backward_s = float(max_backward_s)
         self._next_id = 1
@@ -667,11 +692,14 @@ class ByteTracker:
             # Step 6: small boxes, whose plain IoU a jump of a pixel or two breaks.
             unmatched = [t for t in confirmed if id(t) not in matched]
             high_left = assign(unmatched, high_left, self.match_iou, self.fuse_score, by="padded")
+        merged = self._merge_duplicates(confirmed, matched, pred_all) if self.merge_duplicates else set()
         # Step 7: remaining high detections vs tentative tracks.
         high_left = assign(tentative, high_left, self.tentative_match_iou, self.fuse_score)
 
         survivors: list[_Track] = []
         for trk in self._tracks:
+            if id(trk) in merged:
+                continue
             if id(trk) in matched:
                 if not trk.confirmed and trk.hits >= self.min_hits:
                     trk.track_id = self._take_id()
@@ -695,6 +723,49 @@ class ByteTracker:
         out = [t.to_track() for t in self._tracks if t.confirmed and (t.missed == 0 or self.report_lost)]
         out.sort(key=lambda tr: tr.track_id)
         return out
+
+    @staticmethod
+    def _merge_duplicates(confirmed: list[_Track], matched: set[int], boxes: np.ndarray) -> set[int]:
+        """Stage 6b: merge unmatched confirmed tracks into the matched tracks they duplicate; ``boxes`` [T, 4]
+        are every track's current box (matched: updated, unmatched: predicted). Returns the id() of the
+        tracks merged away. Pairs are taken most-overlapping first, each track in one pair at most."""
+        hit = [t for t in confirmed if id(t) in matched]
+        miss = [t for t in confirmed if id(t) not in matched]
+        if not hit or not miss:
+            return set()
+        a = boxes[[t.row for t in hit]][:, None, :]  # [H, 1, 4]
+        b = boxes[[t.row for t in miss]][None, :, :]  # [1, U, 4]
+        wh = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0.0, None)
+        area_a = np.prod(np.clip(a[..., 2:] - a[..., :2], 0.0, None), axis=-1)
+        area_b = np.prod(np.clip(b[..., 2:] - b[..., :2], 0.0, None), axis=-1)
+        ios = wh[..., 0] * wh[..., 1] / np.maximum(np.minimum(area_a, area_b), 1e-9)  # [H, U]
+        height = np.maximum(a[..., 3] - a[..., 1], b[..., 3] - b[..., 1])
+        width = np.maximum(a[..., 2] - a[..., 0], b[..., 2] - b[..., 0])
+        va = np.stack([t.kf.velocity_pxps() for t in hit])[:, None, :]
+        vb = np.stack([t.kf.velocity_pxps() for t in miss])[None, :, :]
+        same_label = np.array([t.label for t in hit])[:, None] == np.array([t.label for t in miss])[None, :]
+        dup = (
+            same_label
+            & (ios >= DUPLICATE_MIN_IOS)
+            & (np.minimum(a[..., 3] - a[..., 1], b[..., 3] - b[..., 1]) >= DUPLICATE_MIN_HEIGHT_PX)
+            & (np.abs(a[..., 3] - b[..., 3]) <= DUPLICATE_MAX_BOTTOM_FRAC * height)
+            & (np.linalg.norm(va - vb, axis=-1) <= DUPLICATE_MAX_REL_SPEED * width)
+        )
+        merged: set[int] = set()
+        used_hit: set[int] = set()
+        for i, j in sorted(zip(*np.nonzero(dup), strict=True), key=lambda ij: -ios[ij]):
+            keep, gone = hit[i], miss[j]
+            if i in used_hit or id(gone) in merged:
+                continue
+            used_hit.add(i)
+            merged.add(id(gone))
+            # The older id carries on, so the object keeps the identity it had before the duplicate appeared.
+            keep.track_id = min(keep.track_id, gone.track_id)
+            keep.hits = max(keep.hits, gone.hits)
+            keep.age = max(keep.age, gone.age)
+            for label, votes in gone.label_votes.items():
+                keep.label_votes[label] = keep.label_votes.get(label, 0.0) + votes
+        return merged
 
     def _padded_iou(self, pred: np.ndarray, last: np.ndarray, det_boxes: np.ndarray) -> np.ndarray:
         """float [T, D]: padded IoU of tracks, given by their predicted and last matched boxes [T, 4], with
