@@ -443,3 +443,49 @@ def test_a_weak_line_does_not_set_the_lane_width():
     good_left = _fit(1.8, (5.0, 40.0), windows=14)
     m = measure_ego_lane({"ego_left": good_left, "ego_right": good_right}, width_prior_m=3.0)
     assert m.width_m == pytest.approx(3.6) and m.left_seen and m.right_seen
+
+
+def _sloped_fit(c0: float, slope: float, confident: bool = True):
+    from perception.postprocess.lanes import LineFit
+
+    span, windows, residual = ((5.0, 40.0), 14, 0.02) if confident else ((6.0, 11.0), 3, 0.1)
+    return LineFit((c0, slope, 0.0), span, coverage=1.0, residual_m=residual, windows=windows)
+
+
+def test_one_ego_line_measures_the_width_across_the_next_lane():
+    """The ego-right line hidden (a van ahead, worn paint) but the next lane's right line seen: two equal
+    lanes span the gap, so the width is half of it instead of the held or default width."""
+    from perception.postprocess.lanes import measure_ego_lane
+
+    left, next_right = _sloped_fit(1.3, 0.02), _sloped_fit(-4.9, 0.02)
+    m = measure_ego_lane({"ego_left": left}, width_prior_m=3.5, fits=[left, next_right])
+    cos = math.cos(math.atan(0.02))
+    assert m.width_m == pytest.approx(6.2 * cos / 2)
+    assert m.offset_m == pytest.approx(-(1.3 - 6.2 * cos / 4))  # centre 1.55 m right of the left line
+    assert m.left_seen and not m.right_seen
+    # mirrored: the right line seen, the line beyond the unseen left one
+    right, next_left = _sloped_fit(-1.7, 0.0), _sloped_fit(4.3, 0.0)
+    assert measure_ego_lane({"ego_right": right}, None, [next_left, right]).width_m == pytest.approx(3.0)
+    # a weak ego-left line beside the good right one is still dropped, and the width measured across
+    weak_left = _sloped_fit(1.0, 0.0, confident=False)
+    m = measure_ego_lane({"ego_left": weak_left, "ego_right": right}, 3.5, [next_left, weak_left, right])
+    assert m.width_m == pytest.approx(3.0) and not m.left_seen
+
+
+@pytest.mark.parametrize(
+    "across, why",
+    [
+        (_sloped_fit(-9.5, 0.02), "two lane widths would be 5.4 m each: a kerb or a line two lanes over"),
+        (_sloped_fit(-4.9, 0.10), "not parallel to the ego line"),
+        (_sloped_fit(-4.9, 0.02, confident=False), "too weak to measure with"),
+        (_sloped_fit(-1.0, 0.02), "the camera would lie outside the lane (1.15 m wide)"),
+        (_sloped_fit(2.9, 0.02), "on the same side as the seen line"),
+    ],
+)
+def test_no_width_across_the_next_lane_without_a_fitting_line(across, why):
+    from perception.postprocess.lanes import measure_ego_lane
+
+    left = _sloped_fit(1.3, 0.02)
+    m = measure_ego_lane({"ego_left": left}, width_prior_m=3.5, fits=[left, across])
+    assert m.width_m is None, why
+    assert m.offset_m == pytest.approx(-(1.3 - 1.75))  # the held 3.5 m

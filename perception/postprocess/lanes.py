@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -406,7 +407,7 @@ class EgoMeasurement:
     offset_m: float
     heading_rad: float
     curvature_1pm: float
-    width_m: float | None  # None when only one line was seen
+    width_m: float | None  # None when it was not measured (one line seen, nothing across the next lane)
     left_seen: bool
     right_seen: bool
     confidence: float
@@ -423,10 +424,39 @@ def _center_to_ego(c0: float, c1: float, c2: float) -> tuple[float, float, float
 # confident one is used alone. A short or ragged line (a paint blob, a half-seen dash) placed half a metre
 # off would otherwise set the width, and the filter holds the width through the single-line frames after.
 MIN_PAIR_CONFIDENCE = 0.25
+# One ego line seen, the other not (hidden by the car ahead, worn away, a dash pattern's gap) but the line
+# beyond it is: the two lanes between them are taken as equally wide, as lanes of one carriageway are, so
+# their gap is two lane widths. Both lines must be confident and near parallel, and the width narrower
+# than a lane plus shoulder (a road edge two "lanes" away is more often a kerb than a line).
+NEXT_LANE_MAX_WIDTH_M = 4.5
+NEXT_LANE_MAX_SLOPE_DIFF = 0.05
 
 
-def measure_ego_lane(sides: dict[str, LineFit], width_prior_m: float | None) -> EgoMeasurement | None:
-    """Ego lane from its two lines, or from one line and a width (the filter's, else 3.5 m)."""
+def width_across_next_lane(line: LineFit, line_is_left: bool, fits: Sequence[LineFit]) -> float | None:
+    """Lane width (m) as half the gap from the seen ego ``line`` to a line across the camera one lane
+    beyond the unseen ego line; None without such a line. Of several candidates the nearest wins."""
+    if line.confidence < MIN_PAIR_CONFIDENCE:
+        return None
+    best = None
+    for f in fits:
+        across = f.coeffs[0] < 0 if line_is_left else f.coeffs[0] > 0
+        if f is line or not across or f.confidence < MIN_PAIR_CONFIDENCE:
+            continue
+        if abs(f.coeffs[1] - line.coeffs[1]) > NEXT_LANE_MAX_SLOPE_DIFF:
+            continue
+        slope = (f.coeffs[1] + line.coeffs[1]) / 2
+        width = abs(line.coeffs[0] - f.coeffs[0]) * math.cos(math.atan(slope)) / 2
+        # the camera must lie inside the ego lane this width implies
+        if MIN_LANE_WIDTH_M <= width <= NEXT_LANE_MAX_WIDTH_M and abs(line.coeffs[0]) < width:
+            best = width if best is None else min(best, width)
+    return best
+
+
+def measure_ego_lane(
+    sides: dict[str, LineFit], width_prior_m: float | None, fits: Sequence[LineFit] = ()
+) -> EgoMeasurement | None:
+    """Ego lane from its two lines, or from one line and a width: measured across the next lane when
+    ``fits`` (all of the frame's lines) hold the line beyond the unseen one, else the filter's, else 3.5 m."""
     left, right = sides.get("ego_left"), sides.get("ego_right")
     if left is None and right is None:
         return None
@@ -442,10 +472,10 @@ def measure_ego_lane(sides: dict[str, LineFit], width_prior_m: float | None) -> 
         conf = math.sqrt(left.confidence * right.confidence)
     else:
         line = left if left is not None else right
-        half = (width_prior_m or 3.5) / 2
+        width = width_across_next_lane(line, left is not None, fits)
+        half = (width or width_prior_m or 3.5) / 2
         c = list(line.coeffs)
         c[0] += -half if left is not None else half
-        width = None
         conf = 0.6 * line.confidence
     offset, heading, curvature = _center_to_ego(*c)
     return EgoMeasurement(offset, heading, curvature, width, left is not None, right is not None, conf)
@@ -680,7 +710,7 @@ class LaneEstimator:
         fits = find_lines(x, y, self.settings, self._priors)
         width_hint = float(self.filter.state[3]) if self.filter.state is not None else None
         sides = assign_sides(fits, width_hint)
-        measurement = measure_ego_lane(sides, width_hint)
+        measurement = measure_ego_lane(sides, width_hint, fits)
         ego = self.filter.update(measurement, timestamp_s)
         lanes: list[Lane] = []
         if ego is not None:
