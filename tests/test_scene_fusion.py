@@ -417,7 +417,16 @@ def test_oracle_scene_eval_on_a_synthetic_clip(tmp_path):
     summary = metrics.summary()
     elapsed = time.perf_counter() - t0
     assert elapsed < 8.0, f"oracle eval took {elapsed:.1f} s"
-    assert set(summary) == {"clips", "frames", "ego_lane", "lane_lines", "distance", "ttc", "tracking"}
+    assert set(summary) == {
+        "clips",
+        "frames",
+        "ego_lane",
+        "lane_lines",
+        "distance",
+        "ttc",
+        "tracking",
+        "tracking_within_60m",
+    }
     assert (summary["clips"], summary["frames"]) == (1, 12)
     assert set(summary["ego_lane"]) >= {"frames_with_truth", "found_fraction", "median_offset_err_m"}
     assert set(summary["distance"]["by_range"]) == {"0-20m", "20-40m", "40-60m", "60m+"}
@@ -427,6 +436,14 @@ def test_oracle_scene_eval_on_a_synthetic_clip(tmp_path):
     assert tracking["num_frames"] == 12
     # Oracle boxes: tracking is (near) perfect once tracks are confirmed.
     assert tracking["idsw"] == 0 and tracking["mota"] > 0.8
+    # The near count scores exactly the objects within 60 m (the rest become ignore regions).
+    from perception.eval.scene import NEAR_TRACKING_M, _truth_near_distance
+
+    objs = [o for i in range(len(ds)) for o in ds[i].meta["objects"] if not o["ignore"]]
+    far = sum(_truth_near_distance(o) > NEAR_TRACKING_M for o in objs)
+    near = summary["tracking_within_60m"]
+    assert far > 0 and tracking["num_gt"] == len(objs) and near["num_gt"] == len(objs) - far
+    assert near["num_frames"] == 12 and near["idsw"] <= tracking["idsw"]
     ego = summary["ego_lane"]
     if ego["frames_with_truth"]:
         assert ego["found_fraction"] > 0.5

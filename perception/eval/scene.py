@@ -32,6 +32,9 @@ from perception.types import Detections, Frame, Letterbox, SceneResult, SegMap
 RANGE_BUCKETS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, math.inf))
 LANE_MATCH_M = 0.4  # a predicted line matches a true one when their mean lateral gap is below this
 LANE_PROBE_M = (6.0, 30.0)  # forward range over which lines are compared
+# Tracking is also scored on the objects within this distance only (farther ones as ignore regions): most
+# id switches of the full count are objects beyond 100 m a few pixels tall, hidden for seconds.
+NEAR_TRACKING_M = 60.0
 
 
 def _greedy_pairs(score: np.ndarray, threshold: float, larger_is_better: bool = True) -> list[tuple[int, int]]:
@@ -71,6 +74,7 @@ class SceneMetrics:
     dist_in_sigma: list[bool] = field(default_factory=list)
     ttc_err: list[float] = field(default_factory=list)
     mot: MotAccumulator = field(default_factory=MotAccumulator)
+    mot_near: MotAccumulator = field(default_factory=MotAccumulator)  # objects within NEAR_TRACKING_M
     frames: int = 0
     clips: int = 0
 
@@ -121,6 +125,7 @@ class SceneMetrics:
             },
             "ttc": {"n": len(self.ttc_err), "median_abs_err_s": med(self.ttc_err), "p90_abs_err_s": p90(self.ttc_err)},
             "tracking": mot.to_dict(),
+            f"tracking_within_{NEAR_TRACKING_M:.0f}m": self.mot_near.result().to_dict(),
         }
 
 
@@ -178,6 +183,7 @@ def evaluate_scene(dataset: Dataset, make_fuser, perceive=None, max_clips: int |
             break
         m.clips += 1
         m.mot.new_sequence()
+        m.mot_near.new_sequence()
         fuser: SceneFuser | None = None
         history: dict[int, list[tuple[float, float]]] = defaultdict(list)  # true track id → (t, distance)
         for k, i in enumerate(indices):
@@ -239,7 +245,10 @@ def _score_objects(m: SceneMetrics, meta: dict, scene, history: dict, t: float) 
     gt_ignore = np.array([o["ignore"] for o in objs], bool)
     hyp = list(scene.objects)
     hyp_boxes = np.array([o.track.box_xyxy for o in hyp], np.float64).reshape(-1, 4)
-    m.mot.update(gt_ids, gt_boxes, [o.track.track_id for o in hyp], hyp_boxes, gt_ignore)
+    hyp_ids = [o.track.track_id for o in hyp]
+    m.mot.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes, gt_ignore)
+    far = np.array([_truth_near_distance(o) > NEAR_TRACKING_M for o in objs], bool)
+    m.mot_near.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes, gt_ignore | far)
     truth_d = {}
     for o in objs:
         d = _truth_near_distance(o)
@@ -278,6 +287,7 @@ def _truth_ttc(hist: list[tuple[float, float]]) -> float | None:
 def format_summary(name: str, s: dict) -> str:
     """A few lines for the terminal: the quantities issue #7 sets targets on, then the rest."""
     ego, dist, trk, ln, ttc = s["ego_lane"], s["distance"], s["tracking"], s["lane_lines"], s["ttc"]
+    near = s[f"tracking_within_{NEAR_TRACKING_M:.0f}m"]
 
     def f(v, fmt):
         return "n/a" if v is None else format(v, fmt)
@@ -298,5 +308,7 @@ def format_summary(name: str, s: dict) -> str:
         f"p90 {f(ttc['p90_abs_err_s'], '.2f')} s (n {ttc['n']})",
         f"  tracking: MOTA {trk['mota']:.3f}, IDF1 {trk['idf1']:.3f}, id switches {trk['idsw']} = "
         f"{trk['idsw_per_100']:.2f} per 100 track-frames, recall {trk['recall']:.3f}, precision {trk['precision']:.3f}",
+        f"    objects within {NEAR_TRACKING_M:.0f} m: MOTA {near['mota']:.3f}, IDF1 {near['idf1']:.3f}, id switches "
+        f"{near['idsw']} = {near['idsw_per_100']:.2f} per 100, recall {near['recall']:.3f}",
     ]
     return "\n".join(lines)
