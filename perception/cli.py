@@ -285,38 +285,52 @@ def cmd_scene_eval(args: argparse.Namespace) -> int:
     """Fusion against the synthetic world's truth (lanes, offset, distances, TTC, tracking)."""
     from perception.config import FusionConfig
     from perception.data.registry import build_dataset, parse_data_spec
-    from perception.eval.scene import evaluate_scene, format_summary
+    from perception.eval.scene import SceneMetrics, evaluate_scene, format_summary
     from perception.pipeline import build_fuser, build_pipeline
 
-    kind, root = parse_data_spec(args.data)
-    if kind != "synthetic":
-        raise ConfigError(
-            f"--data {args.data}: scene evaluation needs synthetic clips (their truth has lanes in metres)"
-        )
-    dataset = build_dataset(kind, root, split=args.split)
-    if len(dataset) == 0:
-        raise ConfigError(
-            f"{root}: split '{args.split}' holds no frames (make clips with `perception synth --clips K`)"
-        )
+    datasets = []
+    for spec in args.data:
+        kind, root = parse_data_spec(spec)
+        if kind != "synthetic":
+            raise ConfigError(
+                f"--data {spec}: scene evaluation needs synthetic clips (their truth has lanes in metres)"
+            )
+        dataset = build_dataset(kind, root, split=args.split)
+        if len(dataset) == 0:
+            raise ConfigError(
+                f"{root}: split '{args.split}' holds no frames (make clips with `perception synth --clips K`)"
+            )
+        datasets.append((spec, dataset))
     fusion = FusionConfig()
     out: dict = {}
     for name in args.model or ["oracle"]:
-        if name == "oracle":
-            classes, perceive = (dataset.det_classes, dataset.seg_classes), None  # the truth's own classes
-        else:
+        pipeline = None
+        if name != "oracle":
             cfg = PipelineConfig(model=None if name == "default" else str(Path(name).resolve()))
             cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, enabled=False))
             pipeline = build_pipeline(cfg)
-            classes, perceive = (pipeline.contract.det_classes, pipeline.contract.seg_classes), pipeline
-        metrics = evaluate_scene(
-            dataset,
-            lambda cam, c=classes: build_fuser(fusion, *c, cam, undistorted_frame=False),
-            perceive,
-            max_clips=args.max_clips,
-        )
-        summary = metrics.summary()
+        pooled: SceneMetrics | None = None
+        per_set = {}
+        for spec, dataset in datasets:
+            if pipeline is None:  # the oracle: the truth's own classes
+                classes, perceive = (dataset.det_classes, dataset.seg_classes), None
+            else:
+                classes, perceive = (pipeline.contract.det_classes, pipeline.contract.seg_classes), pipeline
+            metrics = evaluate_scene(
+                dataset,
+                lambda cam, c=classes: build_fuser(fusion, *c, cam, undistorted_frame=False),
+                perceive,
+                max_clips=args.max_clips,
+            )
+            if len(datasets) > 1:
+                per_set[spec] = metrics.summary()
+                print(format_summary(f"{name} on {spec}", per_set[spec]))
+            pooled = metrics if pooled is None else pooled.merge(metrics)
+        summary = pooled.summary()
+        if per_set:
+            summary["per_set"] = per_set
         out[name] = summary
-        print(format_summary(name, summary))
+        print(format_summary(f"{name}, {len(datasets)} sets pooled" if per_set else name, summary))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
@@ -928,7 +942,12 @@ def build_parser() -> argparse.ArgumentParser:
     se = sub.add_parser(
         "scene-eval", parents=[common], help="score fusion (lanes, offset, distance, TTC, tracking) on synthetic clips"
     )
-    se.add_argument("--data", required=True, help="synthetic:DIR made by `perception synth --clips K`")
+    se.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="synthetic:DIR made by `perception synth --clips K`; repeatable: each set is reported, then all pooled",
+    )
     se.add_argument("--split", default="clips", help="split holding the clips (default clips)")
     se.add_argument(
         "--model", action="append", help="oracle (true masks and boxes), default, or a model file; repeatable"

@@ -448,3 +448,61 @@ def test_oracle_scene_eval_on_a_synthetic_clip(tmp_path):
     if ego["frames_with_truth"]:
         assert ego["found_fraction"] > 0.5
         assert ego["median_offset_err_m"] < 0.15
+
+
+def test_scene_eval_cli_reports_each_set_and_pools_them(tmp_path, capsys):
+    """Two clip sets in one run: each reported, then pooled. Pooled counts are the sums of the sets', and
+    the pooled medians are those of all errors together."""
+    import json
+
+    from perception.cli import main
+    from perception.data.synth.generate import SynthOptions, write_synth_dataset
+
+    for seed in (1, 2):
+        write_synth_dataset(
+            tmp_path / f"s{seed}", n=0, clips=1, clip_frames=10, seed=seed, opts=SynthOptions(size=(320, 180))
+        )
+    out = tmp_path / "scene.json"
+    rc = main(
+        [
+            "scene-eval",
+            "--data",
+            f"synthetic:{tmp_path / 's1'}",
+            "--data",
+            f"synthetic:{tmp_path / 's2'}",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "oracle on synthetic:" in printed and "oracle, 2 sets pooled: 2 clips, 20 frames" in printed
+    report = json.loads(out.read_text())["oracle"]
+    sets = list(report["per_set"].values())
+    assert len(sets) == 2 and report["frames"] == 20 and report["clips"] == 2
+    for key in ("num_gt", "tp", "fp", "fn", "idsw"):
+        assert report["tracking"][key] == sum(s["tracking"][key] for s in sets), key
+        assert report["tracking_within_60m"][key] == sum(s["tracking_within_60m"][key] for s in sets), key
+    for key in ("tp", "fp", "fn"):
+        assert report["lane_lines"][key] == sum(s["lane_lines"][key] for s in sets)
+    n = [s["distance"]["by_range"]["0-20m"]["n"] for s in sets]
+    assert report["distance"]["by_range"]["0-20m"]["n"] == sum(n)
+    assert report["ego_lane"]["frames_with_truth"] == sum(s["ego_lane"]["frames_with_truth"] for s in sets)
+
+
+def test_scene_metrics_merge_pools_errors():
+    from perception.eval.scene import SceneMetrics
+
+    a, b = SceneMetrics(), SceneMetrics()
+    a.offset_err, b.offset_err = [0.1, -0.3], [0.2]
+    a.dist_rel_err[0].append(0.01)
+    b.dist_rel_err[0].append(0.03)
+    b.dist_rel_err[3].append(0.5)
+    a.lane_tp, b.lane_tp, a.frames, b.frames, a.clips, b.clips = 2, 3, 5, 7, 1, 1
+    m = a.merge(b)
+    s = m.summary()
+    assert s["ego_lane"]["median_offset_err_m"] == pytest.approx(0.2)
+    assert s["distance"]["median_rel_err_upto_40m"] == pytest.approx(0.02)
+    assert s["distance"]["by_range"]["60m+"]["n"] == 1
+    assert (m.lane_tp, m.frames, m.clips) == (5, 12, 2)
+    assert a.offset_err == [0.1, -0.3] and dict(a.dist_rel_err) == {0: [0.01]}  # inputs unchanged

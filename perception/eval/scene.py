@@ -14,6 +14,7 @@ along the road): the box bottom shows where the object's nearest part meets the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -77,6 +78,23 @@ class SceneMetrics:
     mot_near: MotAccumulator = field(default_factory=MotAccumulator)  # objects within NEAR_TRACKING_M
     frames: int = 0
     clips: int = 0
+
+    def merge(self, other: SceneMetrics) -> SceneMetrics:
+        """Both runs pooled (several clip sets): errors concatenated, counts summed, clips kept as separate
+        tracking sequences. Neither input is changed."""
+        out = SceneMetrics()
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, MotAccumulator):
+                value = a.merge(b)
+            elif isinstance(a, list):
+                value = a + b
+            elif isinstance(a, dict):
+                value = defaultdict(list, {k: a.get(k, []) + b.get(k, []) for k in a.keys() | b.keys()})
+            else:
+                value = a + b
+            setattr(out, f.name, value)
+        return out
 
     def summary(self) -> dict:
         def med(v):
