@@ -319,6 +319,7 @@ def test_a_stream_of_garbage_never_crashes_the_node(fused_model):
     assert node.capture.last_error, "why no frame came is reported"
 
 
+@pytest.mark.realtime
 def test_the_real_clip_as_a_camera_at_its_rate_with_health_preview_and_udp():
     """Issue 8's check: the real clip played at its 25 frames/s through the shipped model and its camera,
     /health and a preview served, every processed frame published over UDP, drops reported."""
