@@ -234,3 +234,19 @@ def test_export_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
     assert main(["export", str(other), "--out", str(tmp_path / "m.onnx")]) == 1
     assert "not a perception checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_separate_arch_takes_its_unet_decoder_widths_from_the_config():
+    """configs/train/compare_separate_light.yaml: the separate pair with a light smp U-Net decoder."""
+    from perception.nets import build_net
+    from perception.train.engine import arch_kwargs
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "configs/train/compare_separate_light.yaml", TrainConfig)
+    kwargs = arch_kwargs(cfg)
+    assert kwargs["seg_decoder_channels"] == (32, 24, 16, 8, 8)
+    net = build_net(cfg.model.arch, **kwargs)
+    widths = [block.conv2[0].out_channels for block in net.segmenter.decoder.blocks]
+    assert widths == [32, 24, 16, 8, 8]
+    default = load_config(repo / "configs/train/compare_separate.yaml", TrainConfig)
+    assert "seg_decoder_channels" not in arch_kwargs(default)  # smp's own default widths

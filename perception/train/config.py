@@ -16,6 +16,7 @@ class ModelConfig:
     seg_width: int = 32
     seg_out_stride: int = 4
     det_width: int = 64
+    seg_decoder_channels: tuple[int, ...] | None = None  # separate only: smp U-Net decoder widths (default theirs)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,8 @@ def arch_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         kw.update(encoder=m.encoder, seg_width=m.seg_width, seg_out_stride=m.seg_out_stride, det_width=m.det_width)
     elif m.arch == "separate":
         kw.update(encoder=m.encoder, det_width=m.det_width)
+        if m.seg_decoder_channels:
+            kw["seg_decoder_channels"] = tuple(int(c) for c in m.seg_decoder_channels)
     elif m.arch == "tiny":
         kw.update(width=m.seg_width)
     return kw
