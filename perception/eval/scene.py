@@ -264,14 +264,14 @@ def _score_objects(m: SceneMetrics, meta: dict, scene, history: dict, t: float) 
     hyp = list(scene.objects)
     hyp_boxes = np.array([o.track.box_xyxy for o in hyp], np.float64).reshape(-1, 4)
     hyp_ids = [o.track.track_id for o in hyp]
-    m.mot.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes, gt_ignore)
-    far = np.array([_truth_near_distance(o) > NEAR_TRACKING_M for o in objs], bool)
-    m.mot_near.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes, gt_ignore | far)
     truth_d = {}
     for o in objs:
         d = _truth_near_distance(o)
         truth_d[o["track_id"]] = d
         history[o["track_id"]].append((t, d))
+    m.mot.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes, gt_ignore)
+    far = np.array([truth_d[o["track_id"]] > NEAR_TRACKING_M for o in objs], bool)
+    m.mot_near.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes, gt_ignore | far)
     pairs = _greedy_pairs(box_iou(gt_boxes, hyp_boxes), 0.5)
     for g, h in pairs:
         o, so = objs[g], hyp[h]

@@ -432,6 +432,12 @@ NEXT_LANE_MAX_WIDTH_M = 4.5
 NEXT_LANE_MAX_SLOPE_DIFF = 0.05
 
 
+def _gap_across_m(a: LineFit, b: LineFit) -> float:
+    """Distance (m) between two lines at the camera, measured across them: lines fitted separately need not
+    be parallel, so along their mean direction rather than along y."""
+    return abs(a.coeffs[0] - b.coeffs[0]) * math.cos(math.atan((a.coeffs[1] + b.coeffs[1]) / 2))
+
+
 def width_across_next_lane(line: LineFit, line_is_left: bool, fits: Sequence[LineFit]) -> float | None:
     """Lane width (m) as half the gap from the seen ego ``line`` to a line across the camera one lane
     beyond the unseen ego line; None without such a line. Of several candidates the nearest wins."""
@@ -444,8 +450,7 @@ def width_across_next_lane(line: LineFit, line_is_left: bool, fits: Sequence[Lin
             continue
         if abs(f.coeffs[1] - line.coeffs[1]) > NEXT_LANE_MAX_SLOPE_DIFF:
             continue
-        slope = (f.coeffs[1] + line.coeffs[1]) / 2
-        width = abs(line.coeffs[0] - f.coeffs[0]) * math.cos(math.atan(slope)) / 2
+        width = _gap_across_m(line, f) / 2
         # the camera must lie inside the ego lane this width implies
         if MIN_LANE_WIDTH_M <= width <= NEXT_LANE_MAX_WIDTH_M and abs(line.coeffs[0]) < width:
             best = width if best is None else min(best, width)
@@ -467,8 +472,7 @@ def measure_ego_lane(
             right = None
     if left is not None and right is not None:
         c = [(a + b) / 2 for a, b in zip(left.coeffs, right.coeffs, strict=True)]
-        # Lines fitted separately need not be parallel; the width is measured across, at the camera.
-        width = (left.coeffs[0] - right.coeffs[0]) * math.cos(math.atan(c[1]))
+        width = _gap_across_m(left, right)
         conf = math.sqrt(left.confidence * right.confidence)
     else:
         line = left if left is not None else right
