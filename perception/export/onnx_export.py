@@ -245,12 +245,9 @@ def export_onnx(
         with torch.no_grad():
             model = trace_to_onnx(graph, example, names, {n: {0: "N"} for n in names})
     else:
-        if contract.box_encoding != "ltrb_softplus":
-            raise ValueError(
-                f"fused export implements box encoding 'ltrb_softplus' only, contract says "
-                f"{contract.box_encoding!r}; export format 'raw' to decode on the host"
-            )
-        graph = DecodedGraph(net, contract.input_size, contract.strides, contract.color, mean, std).eval()
+        graph = DecodedGraph(
+            net, contract.input_size, contract.strides, contract.color, mean, std, contract.box_encoding
+        ).eval()
         names = ["seg", "boxes", "scores"]
         with torch.no_grad():
             model = trace_to_onnx(graph, example, names, {n: {0: "N"} for n in names})

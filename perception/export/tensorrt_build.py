@@ -164,11 +164,11 @@ def trt_onnx(
     """
     if contract.format != "fused":
         raise ValueError(f"TensorRT engines speak the fused contract, got format {contract.format!r}")
-    if contract.box_encoding != "ltrb_softplus":
-        raise ValueError(f"the fused graph implements box encoding 'ltrb_softplus' only, not {contract.box_encoding!r}")
     path = Path(path)
     h, w = contract.input_size
-    decoded = DecodedGraph(net.eval(), contract.input_size, contract.strides, contract.color, mean, std)
+    decoded = DecodedGraph(
+        net.eval(), contract.input_size, contract.strides, contract.color, mean, std, contract.box_encoding
+    )
     names = ["seg", "boxes", "scores"]
     with torch.no_grad():
         model = trace_to_onnx(

@@ -13,11 +13,13 @@ import torch.nn as nn
 
 from perception.nets.multitask import MultiTaskNet, SeparateNets
 from perception.nets.tiny import TinyMultiTaskNet
+from perception.nets.yolox import YoloxMultiTaskNet
 
 NETS: dict[str, Callable[..., nn.Module]] = {
     "tiny": TinyMultiTaskNet,
     "multitask": MultiTaskNet,
     "separate": SeparateNets,
+    "yolox_nano": YoloxMultiTaskNet,
 }
 
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from perception.nets.box_coding import TORCH_BOX_ENCODINGS, decode_boxes
 from perception.postprocess.decode import anchor_centers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,7 +62,7 @@ class DecodedGraph(nn.Module):
     """images → (seg uint8 [N,H,W], boxes float [N,A,4] x1y1x2y2 input pixels, scores float [N,C,A]).
 
     The exporter appends ONNX NonMaxSuppression to these outputs; scores are [N, C, A] because that is
-    the layout NonMaxSuppression takes. Only the ``ltrb_softplus`` box encoding is implemented here.
+    the layout NonMaxSuppression takes. ``box_encoding`` is the contract's (``perception.nets.box_coding``).
     """
 
     def __init__(
@@ -73,22 +73,23 @@ class DecodedGraph(nn.Module):
         input_color: str = "BGR",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+        box_encoding: str = "ltrb_softplus",
     ):
         super().__init__()
+        if box_encoding not in TORCH_BOX_ENCODINGS:
+            raise ValueError(f"unknown box encoding {box_encoding!r}; valid: {sorted(TORCH_BOX_ENCODINGS)}")
         self.adapter = InputAdapter(input_color, mean, std)
         self.net = net
+        self.box_encoding = box_encoding
         h, w = input_size
         # The host decoder's anchors, so the graph and host decoding cannot drift apart.
         centers, per_anchor = anchor_centers([(h // s, w // s) for s in strides], strides)
         self.register_buffer("centers", torch.from_numpy(centers), persistent=False)
-        self.register_buffer("anchor_strides", torch.from_numpy(per_anchor).view(-1, 1), persistent=False)
+        self.register_buffer("anchor_strides", torch.from_numpy(per_anchor), persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.net(self.adapter(images))
-        n = images.shape[0]
         cls = torch.cat([m.flatten(2) for m in out.cls_maps], 2)  # [N, C, A]
         raw = torch.cat([m.flatten(2) for m in out.box_maps], 2).transpose(1, 2)  # [N, A, 4]
-        dist = F.softplus(raw) * self.anchor_strides
-        c = self.centers.unsqueeze(0).expand(n, -1, -1)
-        boxes = torch.cat([c - dist[..., :2], c + dist[..., 2:]], 2)
+        boxes = decode_boxes(raw, self.centers, self.anchor_strides, self.box_encoding)
         return seg_class_ids(out.seg_logits), boxes, torch.sigmoid(cls)

@@ -28,10 +28,24 @@ def _ltrb_softplus(raw: np.ndarray) -> np.ndarray:
     return np.logaddexp(np.zeros((), raw.dtype), raw)
 
 
-BoxEncoding = Callable[[np.ndarray], np.ndarray]
-"""Maps raw box channels (float32 [..., 4, A] l, t, r, b) to non-negative distances in stride units."""
+MAX_LOG_SIZE = 10.0  # yolox_xywh: log width/height capped here (e**10 strides), so exp never overflows
 
-BOX_ENCODINGS: dict[str, BoxEncoding] = {"ltrb_softplus": _ltrb_softplus}
+
+def _yolox_xywh(raw: np.ndarray) -> np.ndarray:
+    """YOLOX's boxes: channels (dx, dy, log w, log h), the centre ``(cell corner + d) * s``, the size
+    ``exp(log w) * s``; returned as l, t, r, b distances from the cell centre (negative when the box does
+    not cover it), in stride units."""
+    dx, dy = raw[..., 0, :], raw[..., 1, :]
+    half_w = np.exp(np.minimum(raw[..., 2, :], MAX_LOG_SIZE)) / 2
+    half_h = np.exp(np.minimum(raw[..., 3, :], MAX_LOG_SIZE)) / 2
+    half = raw.dtype.type(0.5)
+    return np.stack([half - dx + half_w, half - dy + half_h, dx - half + half_w, dy - half + half_h], axis=-2)
+
+
+BoxEncoding = Callable[[np.ndarray], np.ndarray]
+"""Maps raw box channels (float32 [..., 4, A]) to l, t, r, b distances from the cell centre in stride units."""
+
+BOX_ENCODINGS: dict[str, BoxEncoding] = {"ltrb_softplus": _ltrb_softplus, "yolox_xywh": _yolox_xywh}
 
 
 def anchor_centers(sizes_hw: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

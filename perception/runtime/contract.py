@@ -205,7 +205,7 @@ class ModelContract:
         else:
             for s in self.strides:
                 out[f"cls_s{s}"] = f"class logits float32 [N,C,H/{s},W/{s}]"
-                out[f"box_s{s}"] = f"l,t,r,b distances before '{self.box_encoding}', float32 [N,4,H/{s},W/{s}]"
+                out[f"box_s{s}"] = f"box channels in the '{self.box_encoding}' encoding, float32 [N,4,H/{s},W/{s}]"
         return out
 
     def expected_inputs(self) -> list[IOSpec]:

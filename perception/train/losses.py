@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from perception.nets.box_coding import TORCH_BOX_ENCODINGS, decode_boxes
 from perception.nets.tiny import MultiTaskOutput
 from perception.postprocess.decode import anchor_centers
 from perception.train.assign import centers_inside, task_aligned_assign
@@ -136,6 +137,7 @@ class DetectionLoss:
         box_loss: "giou", "ciou" or "iou"; cls_loss: "bce" or "qfl" (quality focal, gamma 2).
         box_weight, cls_weight: weights of the two parts.
         topk, alpha, beta: assigner settings.
+        box_encoding: how the head's box maps become boxes (the network's ``box_encoding``).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class DetectionLoss:
         topk: int = 10,
         alpha: float = 1.0,
         beta: float = 6.0,
+        box_encoding: str = "ltrb_softplus",
     ):
         if box_loss not in BOX_LOSSES:
             raise ValueError(f"box_loss must be one of {BOX_LOSSES}, got {box_loss!r}")
@@ -158,6 +161,9 @@ class DetectionLoss:
         self.box_loss, self.cls_loss = box_loss, cls_loss
         self.box_weight, self.cls_weight = box_weight, cls_weight
         self.topk, self.alpha, self.beta = topk, alpha, beta
+        if box_encoding not in TORCH_BOX_ENCODINGS:
+            raise ValueError(f"box_encoding must be one of {sorted(TORCH_BOX_ENCODINGS)}, got {box_encoding!r}")
+        self.box_encoding = box_encoding
         self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def anchors(self, sizes: list[tuple[int, int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,8 +182,7 @@ class DetectionLoss:
         centers, stride = self.anchors(sizes, out.cls_maps[0].device)
         cls = torch.cat([m.flatten(2) for m in out.cls_maps], 2).transpose(1, 2)[keep].float()  # [B, A, C]
         raw = torch.cat([m.flatten(2) for m in out.box_maps], 2).transpose(1, 2)[keep].float()  # [B, A, 4]
-        dist = F.softplus(raw) * stride[:, None]
-        boxes = torch.cat([centers - dist[..., :2], centers + dist[..., 2:]], -1)
+        boxes = decode_boxes(raw, centers, stride, self.box_encoding)
         gt_boxes, gt_labels = t.boxes[keep].float(), t.labels[keep]
         gt_valid = t.box_valid[keep] & ~t.box_ignore[keep]
         asg = task_aligned_assign(
