@@ -161,3 +161,29 @@ def test_single_task_predictor_is_not_scored_on_the_other_task(tmp_path):
     det_only.seg_classes = ()
     m = evaluate(det_only, ds).metrics
     assert m["det.map50"] == pytest.approx(1.0) and not any(k.startswith("seg.") for k in m)
+
+
+def test_road_predicted_on_the_bonnet_is_measured_on_frames_that_draw_one(tmp_path):
+    from perception.data.synth.effects import hood_mask
+    from perception.eval.evaluate import EvalAccumulator
+
+    acc = EvalAccumulator(Oracle.seg_classes, Oracle.det_classes, do_seg=True, do_det=False)
+    h, w, hood = 40, 60, 0.25
+    mask = hood_mask(h, w, hood)
+    assert mask[-1, w // 2] and not mask[0].any() and 0 < mask.mean() < hood
+    seg = np.zeros((h, w), np.uint8)
+    pred = seg.copy()
+    rows, cols = np.nonzero(mask)
+    pred[rows[:10], cols[:10]] = 1  # ten bonnet pixels called drivable, five called lane
+    pred[rows[10:15], cols[10:15]] = 2
+    pred[0, :] = 1  # road elsewhere does not count
+    image = np.zeros((h, w, 3), np.uint8)
+    with_hood = Sample(image, "a", seg, True, meta={"effects": {"hood": hood}})
+    without = Sample(image, "b", seg, True, meta={"effects": {"hood": 0.0}})
+    acc.add(0, with_hood, Prediction(pred, None, None, None), 0.01)
+    acc.add(1, without, Prediction(np.ones_like(pred), None, None, None), 0.01)
+    m = acc.result().metrics
+    assert m["seg.hood_road_frac"] == pytest.approx(15 / mask.sum())
+    plain = EvalAccumulator(Oracle.seg_classes, Oracle.det_classes, do_seg=True, do_det=False)
+    plain.add(0, without, Prediction(pred, None, None, None), 0.01)
+    assert "seg.hood_road_frac" not in plain.result().metrics

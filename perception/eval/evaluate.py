@@ -1,5 +1,7 @@
 """Run a predictor over a dataset and score it: one confusion matrix, one detection accumulator, the
 lane-paint boundary metric, and the speed of the predictor, all accumulated over the whole dataset.
+Synthetic frames that draw the ego car's bonnet also give ``seg.hood_road_frac``: the share of bonnet
+pixels predicted as drivable or lane (over all such frames).
 
 Samples whose lane paint is not labelled (``lane_labelled=False``, e.g. CamVid, where paint is labelled
 Road) are scored with predicted lane counted as drivable (``merge_pred={lane: drivable}``): a correct lane
@@ -66,6 +68,8 @@ class EvalAccumulator:
         self.frames: list[dict] = []
         self.times: list[float] = []
         self._clip = None
+        self.hood_px = 0  # pixels of the ego car's bonnet (synthetic frames that draw one) ...
+        self.hood_road_px = 0  # ... of them predicted drivable or lane
 
     def add(self, i: int, sample, pred, seconds: float, score: bool = True) -> None:
         """One sample ``i`` and its prediction (``seconds``: the predictor's time for it)."""
@@ -83,6 +87,7 @@ class EvalAccumulator:
                 record["seg_iou"] = _frame_iou(self.confusion.matrix - before)
                 if self.boundary is not None and sample.lane_labelled:
                     self.boundary.add(pred.seg, sample.seg)
+                self._add_hood(sample, pred.seg)
             if self.do_det and sample.boxes is not None and len(self.det_classes):
                 self.dets.add(i, sample.boxes, sample.labels, sample.ignore, pred.boxes, pred.scores, pred.labels)
                 record["gt_boxes"] = int(len(sample.boxes))
@@ -97,8 +102,24 @@ class EvalAccumulator:
             self._clip = None
             self.video.start_clip()
 
+    def _add_hood(self, sample, pred_seg: np.ndarray) -> None:
+        """Road predicted on the bonnet of a synthetic frame (``meta.effects.hood``): it is never road."""
+        hood = sample.meta.get("effects", {}).get("hood", 0) if isinstance(sample.meta, dict) else 0
+        if not hood or self.drivable is None:
+            return
+        from perception.data.synth.effects import hood_mask
+
+        mask = hood_mask(*pred_seg.shape, float(hood))
+        road = pred_seg[mask] == self.drivable
+        if self.lane is not None:
+            road |= pred_seg[mask] == self.lane
+        self.hood_px += int(mask.sum())
+        self.hood_road_px += int(road.sum())
+
     def merge(self, other: EvalAccumulator) -> EvalAccumulator:
         """Append the next shard (higher sample indices) in place; returns self."""
+        self.hood_px += other.hood_px
+        self.hood_road_px += other.hood_road_px
         self.confusion.merge(other.confusion)
         if self.boundary is not None and other.boundary is not None:
             self.boundary.merge(other.boundary)
@@ -126,6 +147,8 @@ class EvalAccumulator:
             metrics["lanes.iou"] = metrics["seg.iou.lane"]
         if self.boundary is not None and self.do_seg:
             metrics.update(self.boundary.compute())
+        if self.hood_px:
+            metrics["seg.hood_road_frac"] = self.hood_road_px / self.hood_px
         video = self.video
         if video.jitter_n or video.union.any() or video.gap_candidates:
             metrics.update(video.compute())

@@ -103,7 +103,7 @@ def write_report(
         "Segmentation",
         [f"seg.iou.{c}" for c in seg_classes]
         + [f"seg.dice.{c}" for c in seg_classes]
-        + ["seg.miou", "seg.miou_fg", "seg.mdice", "seg.pixel_acc", "lanes.iou"]
+        + ["seg.miou", "seg.miou_fg", "seg.mdice", "seg.pixel_acc", "lanes.iou", "seg.hood_road_frac"]
         + [f"seg.boundary.lane.{k}" for k in ("precision", "recall", "f1")],
     )
     table(

@@ -124,15 +124,22 @@ class Distorter:
         return cv2.remap(buf, self.map, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=outside)
 
 
+def hood_mask(h: int, w: int, hood: float) -> np.ndarray:
+    """bool [h, w]: the pixels the ego car's bonnet covers when it takes ``hood`` of the frame height (the
+    ``effects.hood`` of a synthetic sample's meta); all False for 0."""
+    mask = np.zeros((h, w), np.uint8)
+    if hood > 0:
+        top = int(h * (1 - hood))
+        cv2.ellipse(mask, (w // 2, h + int(h * 0.05)), (int(w * 0.75), h - top + int(h * 0.05)), 0, 180, 360, 1, -1)
+    return mask.astype(bool)
+
+
 def apply_hood(r: Rendered, draw: EffectDraw, world: World) -> None:
     """Paint the ego car's bonnet over the bottom of the frame (background in the labels)."""
     if draw.hood <= 0:
         return
     h, w = r.seg.shape
-    top = int(h * (1 - draw.hood))
-    mask = np.zeros((h, w), np.uint8)
-    cv2.ellipse(mask, (w // 2, h + int(h * 0.05)), (int(w * 0.75), h - top + int(h * 0.05)), 0, 180, 360, 1, -1)
-    m = mask.astype(bool)
+    m = hood_mask(h, w, draw.hood)
     col = np.array(draw.hood_color, np.float32)
     shade = np.linspace(1.0, 0.6, h, dtype=np.float32)[:, None, None]
     sky = np.array(world.env.sky_horizon, np.float32) * 0.25
