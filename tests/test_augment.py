@@ -300,3 +300,33 @@ def test_real_camvid_frame():
         assert out.image.shape == (192, 256, 3) and out.seg.shape == (192, 256)
         assert set(np.unique(out.seg).tolist()) <= {0, 1, IGNORE}
         assert (out.seg == 1).mean() > 0.05  # the road survives
+
+
+def test_night_and_rain_darken_the_image_only_and_replay_with_their_seed():
+    sample = scene(seed=7)
+    base = only((96, 128))(sample, rng_seed=0)
+    night = only((96, 128), night_p=1.0)
+    out = night(sample, rng_seed=3)
+    assert "NightDrive" in out.meta["augment"]["applied"]
+    content = out.seg != IGNORE
+    assert out.image[content].mean() < 0.6 * base.image[content].mean()
+    assert (out.image[~content] == 114).all(), "letterbox bars stay the pad grey"
+    np.testing.assert_array_equal(out.seg, base.seg)
+    np.testing.assert_array_equal(out.boxes, base.boxes)
+    np.testing.assert_array_equal(night(sample, rng_seed=3).image, out.image)
+    rain = only((96, 128), rain_p=1.0)(sample, rng_seed=3)
+    assert rain.meta["augment"]["applied"] == ["RandomRain"]
+    assert not np.array_equal(rain.image, base.image)
+    with pytest.raises(ValueError, match="night_p"):
+        only((96, 128), night_p=1.5)
+
+
+def test_night_glare_brightens_a_dark_frame_where_the_lights_are():
+    from perception.data.augment import NightDrive
+
+    t = NightDrive(gain=(0.2, 0.2), gamma=(1.5, 1.5), glares=(2, 2), p=1.0)
+    img = np.full((60, 100, 3), 128, np.uint8)
+    dark = t.apply(img, gain=0.2, gamma=1.5, cast=(1.0, 1.0, 1.0), lights=[])
+    lit = t.apply(img, gain=0.2, gamma=1.5, cast=(1.0, 1.0, 1.0), lights=[(30.0, 30.0, 3.0, 1.0)])
+    assert dark.max() == dark.min() == round(255 * (128 / 255) ** 1.5 * 0.2)
+    assert lit[30, 30].min() > dark[30, 30].max() + 50 and lit[5, 90].max() == dark[5, 90].max()

@@ -30,7 +30,8 @@ Box rules (train mode), with visibility = area inside the image / area of the wh
 Validation mode only letterboxes and never drops or flags a box (evaluation must see every label).
 
 Photometric (train mode, image only, after the geometry): brightness/contrast, gamma, hue/saturation,
-rare weather (fog, rain, shadow, sun flare), blur or motion blur, Gaussian or ISO noise (albumentations,
+rare weather (fog, rain, shadow, sun flare), night (low light, colour cast, glare; ``NightDrive``), rain,
+blur or motion blur, Gaussian or ISO noise (albumentations,
 in RGB order, which its colour transforms assume), then JPEG re-compression (in BGR order, which
 OpenCV's encoder assumes). Letterbox bars and uncovered areas are reset to the pad grey afterwards, so
 they are exactly 114 as at runtime.
@@ -77,6 +78,64 @@ from perception.types import Letterbox  # noqa: E402
 
 MODES = ("train", "val")
 PAD_VALUE = 114  # letterbox grey, as in the model contract
+
+
+class NightDrive(A.ImageOnlyTransform):
+    """A daylight frame made a night frame (RGB uint8 in and out): exposure down and gamma up (the road
+    falls into the dark faster than the lit parts), a night colour cast (sodium orange or cold LED), and
+    headlight / street-light glare: a few bright blooms with a horizontal streak in the band where
+    oncoming lights appear (35-70 % of the height).
+
+    Args:
+        gain: exposure factor range (0.15..0.4).
+        gamma: gamma range applied before the gain (1.2..1.9, > 1 darkens the shadows most).
+        glares: number of glare sources, inclusive range (0..4).
+        glare_radius: bloom radius as a fraction of the width (0.01..0.05).
+    """
+
+    def __init__(
+        self,
+        gain: tuple[float, float] = (0.15, 0.4),
+        gamma: tuple[float, float] = (1.2, 1.9),
+        glares: tuple[int, int] = (0, 4),
+        glare_radius: tuple[float, float] = (0.01, 0.05),
+        p: float = 0.5,
+    ):
+        super().__init__(p=p)
+        self.gain, self.gamma, self.glares, self.glare_radius = gain, gamma, glares, glare_radius
+
+    def get_params_dependent_on_data(self, params, data):
+        rng = self.random_generator
+        h, w = params["shape"][:2]
+        n = int(rng.integers(self.glares[0], self.glares[1] + 1))
+        lights = [
+            (
+                float(rng.uniform(0, w)),
+                float(rng.uniform(0.35, 0.7) * h),
+                float(rng.uniform(*self.glare_radius) * w),
+                float(rng.uniform(0.5, 1.0)),
+            )
+            for _ in range(n)
+        ]
+        cast = (1.0, 0.8, 0.55) if rng.random() < 0.5 else (0.8, 0.9, 1.05)  # RGB: sodium or LED
+        return {
+            "gain": float(rng.uniform(*self.gain)),
+            "gamma": float(rng.uniform(*self.gamma)),
+            "cast": cast,
+            "lights": lights,
+        }
+
+    def apply(self, img, gain=0.3, gamma=1.5, cast=(1.0, 1.0, 1.0), lights=(), **params):
+        f = (img.astype(np.float32) / 255.0) ** gamma * gain * np.array(cast, np.float32)
+        if lights:
+            h, w = f.shape[:2]
+            glow = np.zeros((h, w), np.float32)
+            for x, y, r, strength in lights:
+                cv2.circle(glow, (round(x), round(y)), max(1, round(r)), strength, -1, cv2.LINE_AA)
+                cv2.line(glow, (round(x - 4 * r), round(y)), (round(x + 4 * r), round(y)), strength * 0.5, 1)
+            glow = cv2.GaussianBlur(glow, (0, 0), max(1.0, w / 150))
+            f = f + glow[..., None] * np.array((1.0, 0.97, 0.9), np.float32)
+        return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _check_p(name: str, p: float) -> float:
@@ -418,6 +477,8 @@ def build_augment(
     hue_shift: float = 5,
     saturation_shift: float = 25,
     weather_p: float = 0.05,
+    night_p: float = 0.0,
+    rain_p: float = 0.0,
     blur_p: float = 0.15,
     blur_sigma: tuple[float, float] = (0.3, 1.2),
     motion_blur_limit: tuple[int, int] = (3, 7),
@@ -449,6 +510,8 @@ def build_augment(
         hue_saturation_p, hue_shift, saturation_shift: (0.3; hue ±5 of 180, saturation ±25 of 255): hue
             stays small so yellow/white paint and sign colours keep their meaning.
         weather_p: one of fog, drizzle, shadow, sun flare (0.05: rare, they are synthetic looking).
+        night_p: ``NightDrive``: low light, a night colour cast, headlight glare (0: off by default).
+        rain_p: rain streaks with the light dimmed, as through a wet windscreen (0: off by default).
         blur_p, blur_sigma, motion_blur_limit: one of Gaussian blur (sigma 0.3..1.2) or motion blur
             (kernel 3..7) (0.15).
         noise_p, noise_std: one of Gaussian noise (std 1..4% of 255) or ISO noise (0.15).
@@ -496,6 +559,20 @@ def build_augment(
                     A.RandomSunFlare(flare_roi=(0, 0, 1, 0.5), src_radius=flare_radius, p=1.0),
                 ],
                 p=weather_p,
+            )
+        )
+    if _check_p("night_p", night_p):
+        photometric.append(NightDrive(p=night_p))
+    if _check_p("rain_p", rain_p):
+        photometric.append(
+            A.RandomRain(
+                slant_range=(-10, 10),
+                drop_length=max(4, size[0] // 25),
+                drop_width=1,
+                drop_color=(150, 150, 160),
+                brightness_coefficient=0.75,
+                blur_value=3,
+                p=rain_p,
             )
         )
     if _check_p("blur_p", blur_p):
