@@ -225,7 +225,8 @@ def cmd_data_montage(args: argparse.Namespace) -> int:
 
 def _eval_table_keys(results: dict[str, dict[str, float]]) -> list[str]:
     """The metrics the eval table shows: every model's keys, in order, of the headline kinds."""
-    prefixes = ("seg.iou.", "seg.dice.", "seg.miou", "lanes.", "det.map", "det.ap50.", "video.", "speed.fps")
+    prefixes = ("seg.iou.", "seg.dice.", "seg.miou", "seg.hood", "lanes.", "det.map", "det.ap50.")
+    prefixes += ("video.", "speed.fps")
     return [
         k
         for k in dict.fromkeys(k for metrics in results.values() for k in metrics)
@@ -345,6 +346,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("out", args.out), ("epochs", args.epochs), ("device", args.device)) if v}
     if overrides.get("out"):
         overrides["out"] = str(Path(overrides["out"]).resolve())
+    if args.budget_min is not None:
+        overrides["wall_budget_min"] = args.budget_min
     cfg = dataclasses.replace(cfg, **overrides)
     result = train(cfg, args.config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -352,6 +355,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"trained {result.epochs_run} epochs ({result.steps} steps) in {result.wall_s / 60:.1f} min; "
             f"checkpoints: {result.last}" + (f", {result.best}" if result.best else "")
         )
+        if not result.complete:
+            print(
+                f"stopped at the wall budget ({cfg.wall_budget_min:g} min) after step {result.steps}; "
+                f"continue with: perception train {args.config} --resume"
+            )
     return 0
 
 
@@ -909,6 +917,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", help="run folder (default: the config's 'out')")
     tr.add_argument("--epochs", type=int, help="override the number of epochs")
     tr.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's; auto = cuda when available)")
+    tr.add_argument(
+        "--budget-min",
+        type=float,
+        help="stop cleanly after this many minutes of wall time (last.pt saved; continue with --resume)",
+    )
     tr.set_defaults(func=cmd_train)
 
     ex = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX / INT8 / TensorRT and check it")

@@ -171,20 +171,30 @@ def test_freeze_encoder_keeps_encoder_weights(tmp_path, tiny_data):
 
 DDP_WORKER = textwrap.dedent(
     """
-    import os, sys, torch
+    import dataclasses, os, sys, torch
     from perception.config import load_config
     from perception.train.config import TrainConfig
     from perception.train.engine import train
-    result = train(load_config(sys.argv[1], TrainConfig), sys.argv[1])
+    cfg = load_config(sys.argv[1], TrainConfig)
+    result = train(cfg, sys.argv[1])
     rank = int(os.environ["RANK"])
     torch.save({"net": result.net.state_dict(), "ema": result.ema.state_dict(), "indices": result.rank_indices},
                os.path.join(sys.argv[2], f"rank{rank}.pt"))
+    # the same run stopped by the wall budget after its first step, then resumed mid-epoch on every rank
+    cfg = dataclasses.replace(cfg, out=os.path.join(sys.argv[2], "run_resumed"), wall_budget_min=0.0)
+    stopped = train(cfg, sys.argv[1])
+    assert not stopped.complete and stopped.steps == 1, stopped
+    result = train(dataclasses.replace(cfg, wall_budget_min=None), sys.argv[1], resume=True)
+    assert result.complete and result.steps == 2, result
+    torch.save({"net": result.net.state_dict(), "ema": result.ema.state_dict()},
+               os.path.join(sys.argv[2], f"rank{rank}_resumed.pt"))
     """
 )
 
 
 def test_ddp_two_cpu_ranks_gloo(tmp_path, tiny_data):
-    """torchrun with 2 CPU ranks (gloo): identical weights at the end, and the sampler splits the data."""
+    """torchrun with 2 CPU ranks (gloo): identical weights at the end, and the sampler splits the data; the
+    same run stopped after its first step and resumed (each rank skipping its own batch) ends the same."""
     cfg_path = write_config(tmp_path, tiny_data, epochs=1, max_steps_per_epoch=None, batch_size=2)
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
@@ -212,6 +222,12 @@ def test_ddp_two_cpu_ranks_gloo(tmp_path, tiny_data):
     assert len(i0 | i1) == 2 * (9 // 2)  # 9 train frames, drop_last: 4 per rank
     assert (Path(tmp_path / "run") / "last.pt").exists()
     assert np.isfinite(float(torch.load(tmp_path / "run" / "last.pt", weights_only=False)["metrics"]["train_loss"]))
+    for r in (0, 1):
+        resumed = torch.load(tmp_path / f"rank{r}_resumed.pt", weights_only=False)
+        for part in ("net", "ema"):
+            for k, v in r0[part].items():
+                assert torch.equal(v, resumed[part][k]), f"rank {r} resumed: {part}.{k} differs"
+    assert_same_run(tmp_path / "run", tmp_path / "run_resumed")
 
 
 def test_config_errors_are_config_errors(tmp_path):
@@ -250,3 +266,256 @@ def test_separate_arch_takes_its_unet_decoder_widths_from_the_config():
     assert widths == [32, 24, 16, 8, 8]
     default = load_config(repo / "configs/train/compare_separate.yaml", TrainConfig)
     assert "seg_decoder_channels" not in arch_kwargs(default)  # smp's own default widths
+
+
+# --- training across sessions: mid-epoch checkpoints, kills, resume, the wall budget ---------------------
+# 9 training frames, batch 2: 4 steps per epoch (the odd frame dropped), 12 steps in all, every step logged;
+# bit for bit is a CPU promise (CUDA kernels may not be deterministic)
+SESSION_CFG = {
+    "device": "cpu",
+    "epochs": 3,
+    "batch_size": 2,
+    "max_steps_per_epoch": None,
+    "log_every": 1,
+    "optim": {"warmup_steps": 2},
+}
+
+
+class Killed(BaseException):
+    """A simulated kill: not an Exception, so nothing in the loop can catch it."""
+
+
+def _rows(path: Path, drop: str) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != drop} for r in csv.DictReader(path.read_text().splitlines())]
+
+
+def assert_same_run(ref: Path, run: Path) -> None:
+    """Two finished run folders hold bit-identical training results: raw and EMA weights, optimizer,
+    scheduler, EMA counter, generator states, best.pt, and the logged losses and metrics (not the times)."""
+    a, b = (torch.load(r / "last.pt", weights_only=False) for r in (ref, run))
+    ta, tb = a["train_state"], b["train_state"]
+    assert (tb["epoch"], tb["step"], tb["mid_epoch"]) == (ta["epoch"], ta["step"], False)
+    for name, da, db in (("ema", a["state_dict"], b["state_dict"]), ("model", ta["model"], tb["model"])):
+        assert da.keys() == db.keys()
+        for k in da:
+            assert torch.equal(da[k], db[k]), f"{name}.{k}"
+    assert ta["ema_updates"] == tb["ema_updates"] and ta["scheduler"] == tb["scheduler"]
+    oa, ob = ta["optimizer"], tb["optimizer"]
+    assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
+    for p, state in oa["state"].items():
+        for k, v in state.items():
+            assert torch.equal(v, ob["state"][p][k]), f"optimizer state {p}.{k}"
+    assert torch.equal(ta["rng"]["torch"], tb["rng"]["torch"]) and ta["best_score"] == tb["best_score"]
+    best_a, best_b = (torch.load(r / "best.pt", weights_only=False)["state_dict"] for r in (ref, run))
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    assert _rows(run / "steps.csv", "sec_per_step") == _rows(ref / "steps.csv", "sec_per_step")
+    assert _rows(run / "epochs.csv", "wall_s") == _rows(ref / "epochs.csv", "wall_s")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_data) -> Path:
+    """The uninterrupted run (default checkpoint_every_min: no mid-epoch checkpoint) the others must equal."""
+    tmp = tmp_path_factory.mktemp("reference")
+    result = train(load_config(write_config(tmp, tiny_data, **SESSION_CFG), TrainConfig))
+    assert result.complete and result.steps == 12 and result.epochs_run == 3
+    assert len(list(csv.DictReader((tmp / "run" / "steps.csv").open()))) == 12
+    return tmp / "run"
+
+
+def test_epoch_sampler_orders_and_resume_offsets():
+    """One rank: RandomSampler's order; several: DistributedSampler's split (drop_last); ``start`` skips."""
+    from perception.train.data import EpochSampler
+
+    for n, world in ((9, 1), (9, 2), (10, 3), (8, 2)):
+        for epoch in (0, 3):
+            ref = torch.utils.data.DistributedSampler(
+                range(n), num_replicas=world, rank=0, shuffle=True, seed=5, drop_last=True
+            )
+            for rank in range(world):
+                s = EpochSampler(n, seed=5, rank=rank, world=world)
+                s.set_epoch(epoch)
+                ref.rank = rank
+                ref.set_epoch(epoch)
+                assert s.order() == list(ref) and len(s) == len(ref) == n // world
+                s.set_epoch(epoch, start=3)  # resumed after 3 samples: the rest of this rank's order only
+                assert list(s) == [(epoch, i) for i in list(ref)[3:]] and len(s) == n // world - 3
+        single = EpochSampler(n, seed=5)
+        single.set_epoch(2)
+        assert single.order() == list(
+            torch.utils.data.RandomSampler(range(n), generator=torch.Generator().manual_seed(7))
+        )
+    with pytest.raises(ValueError, match="outside"):
+        EpochSampler(9, world=2).set_epoch(0, start=5)
+
+
+def test_train_set_augments_by_the_epoch_in_the_key(tiny_data):
+    """DataLoader workers keep the dataset copy they started with: the epoch comes with the key."""
+    from perception.data.augment import build_augment
+    from perception.data.registry import build_dataset
+    from perception.train.data import TrainSet
+
+    ds = TrainSet([build_dataset("synthetic", tiny_data, split="train")], [1], build_augment("train", (64, 96)), 0)
+    ds.set_epoch(1)
+    assert np.array_equal(ds[(1, 2)].image, ds[2].image)
+    assert not np.array_equal(ds[(0, 2)].image, ds[(1, 2)].image)
+
+
+def _kill_before_saving(monkeypatch, step: int) -> None:
+    """Raise Killed just before last.pt of ``step`` is written (its steps.csv row is already there)."""
+    from perception.train import engine
+
+    real = engine.save_model_checkpoint
+
+    def save(path, *args, **kwargs):
+        if Path(path).name == "last.pt" and kwargs["train_state"]["step"] == step:
+            raise Killed(step)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "save_model_checkpoint", save)
+
+
+def _kill_in_step(monkeypatch, step: int) -> None:
+    """Raise Killed in the loss of ``step`` (1-based)."""
+    from perception.train import losses
+
+    real, calls = losses.MultiTaskLoss.__call__, {"n": 0}
+
+    def call(self, out, t):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Killed(step)
+        return real(self, out, t)
+
+    monkeypatch.setattr(losses.MultiTaskLoss, "__call__", call)
+
+
+@pytest.mark.parametrize(
+    ("every_min", "kill", "at", "resume_at", "workers"),
+    [
+        (0.0, "save", 3, (0, 2, True), 0),  # mid-epoch 1: resumes at its batch 2, the row of step 3 dropped
+        (0.0, "save", 6, (1, 5, True), 0),  # mid-epoch 2, across the epoch boundary
+        (0.0, "save", 4, (0, 3, True), 0),  # at the epoch end, after best.pt and the epochs.csv row: epoch replayed
+        (60.0, "step", 7, (0, 4, False), 0),  # no mid-epoch checkpoint: back to the end of epoch 1, 5-6 dropped
+        # persistent DataLoader workers, started in another epoch by each run, against the in-process reference
+        (0.0, "save", 10, (2, 9, True), 1),
+    ],
+)
+def test_killed_run_resumes_bit_for_bit(
+    tmp_path, tiny_data, reference_run, monkeypatch, every_min, kill, at, resume_at, workers
+):
+    data = {
+        "train": [{"spec": f"synthetic:{tiny_data}"}],
+        "val": {"spec": f"synthetic:{tiny_data}"},
+        "workers": workers,
+    }
+    cfg_path = write_config(tmp_path, tiny_data, **SESSION_CFG, checkpoint_every_min=every_min, data=data)
+    cfg = load_config(cfg_path, TrainConfig)
+    run = Path(cfg.out)
+    with monkeypatch.context() as m:
+        (_kill_before_saving if kill == "save" else _kill_in_step)(m, at)
+        with pytest.raises(Killed):
+            train(cfg)
+    ts = torch.load(run / "last.pt", weights_only=False)["train_state"]
+    assert (ts["epoch"], ts["step"], ts["mid_epoch"]) == resume_at
+    logged = [int(r["step"]) for r in csv.DictReader((run / "steps.csv").open())]
+    assert logged[-1] > ts["step"]  # rows past the checkpoint, which the resume must drop
+    result = train(cfg, resume=True)
+    assert result.complete and result.steps == 12
+    assert_same_run(reference_run, run)
+
+
+def test_sigkilled_process_resumes_bit_for_bit(tmp_path, tiny_data, reference_run):
+    """A real kill: ``perception train`` in a subprocess, checkpointing every step, SIGKILLed once last.pt
+    holds step 2 or later; ``--resume`` then ends where the uninterrupted run ended."""
+    import signal
+    import time
+
+    cfg_path = write_config(tmp_path, tiny_data, **SESSION_CFG, checkpoint_every_min=0)
+    last = tmp_path / "run" / "last.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with (tmp_path / "stderr.txt").open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "perception", "train", str(cfg_path), "-q"], env=env, stderr=err)
+        try:
+            deadline, seen = time.monotonic() + 120, None
+            while time.monotonic() < deadline and proc.poll() is None:
+                stamp = last.stat().st_mtime_ns if last.exists() else None
+                if stamp is not None and stamp != seen:
+                    seen = stamp
+                    if torch.load(last, weights_only=False)["train_state"]["step"] >= 2:
+                        proc.send_signal(signal.SIGKILL)
+                        break
+                time.sleep(0.005)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()[-2000:]
+    killed_at = torch.load(last, weights_only=False)["train_state"]["step"]
+    assert 2 <= killed_at < 12
+    assert main(["train", str(cfg_path), "-q", "--resume"]) == 0
+    assert_same_run(reference_run, tmp_path / "run")
+
+
+def test_wall_budget_stops_with_a_resumable_checkpoint(tmp_path, tiny_data, reference_run, capsys):
+    cfg_path = write_config(tmp_path, tiny_data, **SESSION_CFG)
+    # a budget already spent: the run stops after its first step (it always makes progress), last.pt saved
+    assert main(["train", str(cfg_path), "-q", "--budget-min", "0"]) == 0
+    assert "stopped at the wall budget" in capsys.readouterr().out
+    ts = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_state"]
+    assert (ts["epoch"], ts["step"], ts["epoch_step"], ts["mid_epoch"]) == (0, 1, 1, True)
+    # the next session: a budget that is not reached finishes the run
+    assert main(["train", str(cfg_path), "-q", "--resume", "--budget-min", "10"]) == 0
+    assert "wall budget" not in capsys.readouterr().out
+    assert_same_run(reference_run, tmp_path / "run")
+
+
+def test_mid_epoch_resume_refuses_another_batch_size(tmp_path, tiny_data):
+    import dataclasses
+
+    from perception.errors import ModelError
+
+    cfg = load_config(write_config(tmp_path, tiny_data, **SESSION_CFG, wall_budget_min=0), TrainConfig)
+    assert not train(cfg).complete
+    with pytest.raises(ModelError, match="cannot resume mid-epoch"):
+        train(dataclasses.replace(cfg, batch_size=3, wall_budget_min=None), resume=True)
+
+
+def test_resume_restores_the_random_generators(tmp_path, tiny_data, monkeypatch):
+    """A step that draws from torch, numpy and python generators (dropout, random augmentation on the
+    device) still resumes bit for bit: the generator states travel in last.pt."""
+    import random
+
+    from perception.train import losses
+
+    real = losses.MultiTaskLoss.__call__
+
+    def noisy(self, out, t):
+        loss, parts = real(self, out, t)
+        return loss * (1 + 0.1 * float(torch.rand(())) + 0.1 * np.random.rand() + 0.1 * random.random()), parts
+
+    monkeypatch.setattr(losses.MultiTaskLoss, "__call__", noisy)
+    runs = {}
+    for name in ("ref", "killed"):
+        (tmp_path / name).mkdir()
+        runs[name] = load_config(
+            write_config(tmp_path / name, tiny_data, **SESSION_CFG, checkpoint_every_min=0), TrainConfig
+        )
+    train(runs["ref"])
+    with monkeypatch.context() as m:
+        _kill_before_saving(m, 6)
+        with pytest.raises(Killed):
+            train(runs["killed"])
+    train(runs["killed"], resume=True)
+    assert_same_run(Path(runs["ref"].out), Path(runs["killed"].out))
+
+
+def test_wall_budget_spent_at_an_epoch_end_stops_before_the_next_epoch(tmp_path, tiny_data):
+    """One step per epoch: the budget is checked after the epoch's checkpoint, so last.pt is an epoch end."""
+    cfg = load_config(
+        write_config(tmp_path, tiny_data, device="cpu", max_steps_per_epoch=1, wall_budget_min=0), TrainConfig
+    )
+    result = train(cfg)
+    assert not result.complete and (result.epochs_run, result.steps) == (1, 1)
+    ts = torch.load(Path(cfg.out) / "last.pt", weights_only=False)["train_state"]
+    assert (ts["epoch"], ts["step"], ts["mid_epoch"]) == (0, 1, False)
+    assert [r["epoch"] for r in csv.DictReader((Path(cfg.out) / "epochs.csv").open())] == ["1"]

@@ -100,6 +100,8 @@ class TrainConfig:
     freeze_encoder_epochs: int = 0  # transfer learning: train heads only for the first epochs
     init_from: str | None = None  # checkpoint whose weights start this run (fine-tuning)
     seed: int = 0
+    checkpoint_every_min: float = 5.0  # mid-epoch: save a resumable last.pt at most this often (0: every step)
+    wall_budget_min: float | None = None  # stop cleanly (last.pt saved) after this much wall time; --resume goes on
     log_every: int = 20  # steps between log lines
     tensorboard: bool = True
     val_metric: str = "fitness"  # epoch metric that picks best.pt

@@ -1,9 +1,11 @@
 """Datasets → augmented, letterboxed training batches.
 
 ``TrainSet`` concatenates any number of ``perception.data`` datasets (each with a repeat factor, so a
-small real set can be weighted against a large synthetic one) and runs the augmentation; ``collate``
-pads the boxes and turns a list of samples into images uint8 [B, H, W, 3] BGR plus ``Targets``. The
-network's input adapter (cast, colour swap, normalisation) runs inside the model, as in the export.
+small real set can be weighted against a large synthetic one) and runs the augmentation; ``EpochSampler``
+gives each rank its share of an epoch's shuffled order from any position (resume mid-epoch without loading
+the batches already trained on); ``collate`` pads the boxes and turns a list of samples into images uint8
+[B, H, W, 3] BGR plus ``Targets``. The network's input adapter (cast, colour swap, normalisation) runs
+inside the model, as in the export.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ class TrainSet(torch.utils.data.Dataset):
         repeats: per dataset, how many times each sample appears per epoch (>= 1).
         augment: the ``Augment`` (train or val mode) applied to every sample.
         seed: base seed; item i of epoch e is augmented with seed (seed, e, i), so runs are reproducible and
-            every epoch sees new augmentations (``set_epoch``).
+            every epoch sees new augmentations.
+
+    Items are looked up by ``(epoch, i)`` keys (what ``EpochSampler`` yields): the epoch travels with the
+    index, so DataLoader workers, which hold their own copy of the dataset from the epoch they started in,
+    augment with the right epoch. A plain index ``i`` uses the epoch of ``set_epoch``.
     """
 
     def __init__(self, datasets: Sequence[Dataset], repeats: Sequence[int], augment: Augment, seed: int = 0):
@@ -49,11 +55,55 @@ class TrainSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> Sample:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
         d, j = self.index[i]
         sample = self.datasets[d][j]
-        seed = int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1, np.uint64)[0] >> 1)
+        seed = int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1, np.uint64)[0] >> 1)
         return self.augment(sample, rng_seed=seed)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """One rank's share of an epoch's shuffled order, as ``(epoch, index)`` keys, from any position.
+
+    The order of epoch e is ``torch.randperm(n)`` under a generator seeded with ``seed + e``: on one process
+    the order of ``RandomSampler`` with that generator, on ``world`` ranks the split of
+    ``DistributedSampler(shuffle=True, drop_last=True)``: the permutation cut to a multiple of ``world``,
+    rank r taking every ``world``-th index from r. ``set_epoch(e, start)`` skips the first ``start`` of this
+    rank's indices without touching the data, so a run resumed after b batches passes
+    ``start = b * batch_size`` and every rank continues where it stopped.
+
+    Args:
+        n: dataset length.
+        seed: base seed of the per-epoch permutations.
+        rank, world: this process's rank and the number of ranks.
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in [0, {world})")
+        self.n, self.seed, self.rank, self.world = int(n), int(seed), int(rank), int(world)
+        self.num_samples = self.n // self.world  # per rank, the tail that does not split evenly dropped
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from position ``start`` (0 <= start <= num_samples) of this rank's order."""
+        if not 0 <= start <= self.num_samples:
+            raise ValueError(f"start {start} is outside this rank's {self.num_samples} samples")
+        self.epoch, self.start = int(epoch), int(start)
+
+    def order(self) -> list[int]:
+        """This rank's dataset indices for the current epoch, in order, from the beginning of the epoch."""
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        return perm[: self.num_samples * self.world][self.rank :: self.world]
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in self.order()[self.start :]])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
 
 
 def collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, Targets]:

@@ -2,12 +2,26 @@
 
 Per epoch: train (AdamW/SGD, warm-up + cosine per step, gradient clipping, AMP on CUDA, EMA weights),
 then validate the EMA weights on the whole validation split (rank 0), log to CSV and TensorBoard, and save
-``last.pt`` (everything needed to resume) and ``best.pt`` atomically. ``resume=True`` continues from
-``last.pt`` after a kill. A non-finite loss stops the run with the step and the last good checkpoint.
+``best.pt`` and ``last.pt`` atomically. A non-finite loss stops the run with the step and the last good
+checkpoint.
+
+Training spans sessions. ``last.pt`` is the one resume point: written at every epoch end and, mid-epoch,
+after an optimizer step at most every ``checkpoint_every_min`` minutes; ``wall_budget_min`` stops the run
+cleanly (``last.pt`` saved, logs flushed) once this process has run that long. ``resume=True``
+(``perception train CONFIG --resume``) continues from ``last.pt`` bit for bit: on CPU with ``threads``
+fixed, a run killed at any step and resumed ends with the weights, EMA, optimizer state and logged losses of
+an uninterrupted one. The data order of an epoch is a function of (seed, epoch) (``EpochSampler``), so a
+resumed epoch skips the batches done without loading them, on every rank; rows of ``steps.csv`` /
+``epochs.csv`` (and TensorBoard events) logged after the checkpoint are dropped and replayed.
 
 Checkpoints are model checkpoints (``perception.train.checkpoints``): ``state_dict`` holds the EMA
-weights (what is exported and evaluated); ``train_state`` holds the raw weights, optimizer, scheduler,
-EMA counter, epoch and step.
+weights (what is exported and evaluated); ``train_state`` holds the rest: ``model`` (raw weights),
+``optimizer``, ``scheduler``, ``scaler`` (GradScaler), ``ema_updates``, ``epoch`` (0-based; the epoch in
+progress when ``mid_epoch``, else the last one finished), ``step`` (optimizer steps in all), ``epoch_step``
+(steps done in ``epoch``), ``epoch_losses`` and ``epoch_wall_s`` (the epoch's losses and time so far),
+``layout`` (samples, batch size, ranks: a mid-epoch resume needs the same), ``best_score``, ``rng`` (torch
+CPU, numpy, python, and the CUDA device's generator states) and ``config``. ``metrics`` holds the epoch's
+validation metrics, or the partial epoch's train loss mid-epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import datetime as dt
 import logging
 import math
 import os
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,7 +55,7 @@ from perception.progress import Progress
 from perception.runtime.contract import ModelContract
 from perception.train.checkpoints import save_model_checkpoint
 from perception.train.config import TrainConfig
-from perception.train.data import TrainSet, collate
+from perception.train.data import EpochSampler, TrainSet, collate
 from perception.train.losses import DetectionLoss, MultiTaskLoss, Targets
 
 log = logging.getLogger(__name__)
@@ -264,6 +279,23 @@ def validate(net: nn.Module, contract: ModelContract, dataset, device: torch.dev
 
 
 # --- logging -------------------------------------------------------------------------------------------
+STEP_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "loss",
+    "seg",
+    "det",
+    "seg_ce",
+    "seg_dice",
+    "det_box",
+    "det_cls",
+    "num_fg",
+    "sec_per_step",
+]
+EPOCH_FIELDS = ["epoch", "step", "train_loss", "wall_s", "fitness", *VAL_KEYS]
+
+
 class CsvLog:
     """Append rows to a CSV, writing the header once; the file is flushed after every row."""
 
@@ -283,7 +315,31 @@ class CsvLog:
         self.f.close()
 
 
-def _tensorboard(out: Path, enabled: bool):
+def truncate_csv(path: Path, fields: list[str], key: str, last: int) -> None:
+    """Keep only the complete rows of ``path`` whose integer column ``key`` is <= ``last`` (atomically,
+    header ``fields``): the rows a killed run logged after its last checkpoint are replayed on resume."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = []
+    for row in rows:
+        if None in row or None in row.values():  # a line cut short by the kill, or a foreign one
+            continue
+        try:
+            if int(row[key]) <= last:
+                keep.append(row)
+        except (KeyError, ValueError):
+            continue
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: row.get(k, "") for k in fields} for row in keep)
+    os.replace(tmp, path)
+
+
+def _tensorboard(out: Path, enabled: bool, purge_step: int):
     if not enabled:
         return None
     try:
@@ -291,14 +347,47 @@ def _tensorboard(out: Path, enabled: bool):
     except ImportError:
         log.warning("tensorboard is not installed: CSV logs only (pip install tensorboard)")
         return None
-    return SummaryWriter(str(out / "tb"))
+    # events a killed run wrote after its checkpoint (global step >= purge_step) are dropped on resume
+    return SummaryWriter(str(out / "tb"), purge_step=purge_step)
+
+
+# --- resume state ----------------------------------------------------------------------------------------
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The random generators a step may draw from: torch CPU, numpy and python (and the CUDA device's)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def budget_spent(t_start: float, budget_min: float | None, info: DistInfo, device: torch.device) -> bool:
+    """Whether this process has run ``budget_min`` minutes since ``t_start`` (perf_counter); under DDP
+    rank 0's clock decides for every rank (a collective: all ranks call it at the same step)."""
+    if budget_min is None:
+        return False
+    spent = time.perf_counter() - t_start >= budget_min * 60
+    if info.world > 1:
+        flag = torch.tensor([int(spent)], device=device)
+        dist.broadcast(flag, src=0)
+        spent = bool(flag.item())
+    return spent
 
 
 # --- the loop ------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
     """Where a run went. ``net`` / ``ema``: the trained modules (every rank); ``rank_indices``: the
-    dataset indices this rank's sampler drew in the first epoch run under DDP (how the data was split)."""
+    dataset indices this rank's sampler drew in the first epoch run under DDP (how the data was split);
+    ``epochs_run``: epochs this call finished; ``complete``: False when the wall budget stopped the run
+    before its last epoch (``last.pt`` holds where: continue with ``resume=True``)."""
 
     out: Path
     last: Path
@@ -310,6 +399,7 @@ class TrainResult:
     net: nn.Module | None = None
     ema: nn.Module | None = None
     rank_indices: list[int] | None = None
+    complete: bool = True
 
 
 def sync_buffers(module: nn.Module) -> None:
@@ -321,7 +411,11 @@ def sync_buffers(module: nn.Module) -> None:
 
 def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False) -> TrainResult:
     """Run the training ``cfg`` describes. See the module docstring; returns where everything went."""
-    t_start = time.time()
+    t_start, t_clock = time.time(), time.perf_counter()
+    if cfg.checkpoint_every_min < 0:
+        raise ConfigError(f"{config_file}: 'checkpoint_every_min' must be >= 0, got {cfg.checkpoint_every_min}")
+    if cfg.wall_budget_min is not None and cfg.wall_budget_min < 0:
+        raise ConfigError(f"{config_file}: 'wall_budget_min' must be >= 0, got {cfg.wall_budget_min}")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(cfg.device, local_rank)
     info = setup_distributed(device)
@@ -329,6 +423,7 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
     out = Path(resolve(cfg.out, config_file)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -347,12 +442,9 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
         log.info("initialised from %s", src)
     model = TrainModel(net).to(device)
 
-    if info.world > 1:
-        sampler = torch.utils.data.DistributedSampler(
-            train_set, num_replicas=info.world, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True
-        )
-    else:
-        sampler = torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(cfg.seed))
+    # the epoch's order is a function of (seed, epoch): a resumed run skips the batches done without loading them
+    sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=info.rank, world=info.world)
+    loader_gen = torch.Generator()  # worker seeds, reseeded per epoch: loading never draws from the global RNG
     loader = torch.utils.data.DataLoader(
         train_set,
         batch_size=cfg.batch_size,
@@ -362,13 +454,15 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
         drop_last=True,
         persistent_workers=cfg.data.workers > 0,
         pin_memory=device.type == "cuda",
+        generator=loader_gen,
     )
-    steps_per_epoch = len(loader)
+    steps_per_epoch = sampler.num_samples // cfg.batch_size
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise InputError(f"training set has {len(train_set)} samples: fewer than one batch of {cfg.batch_size}")
     total_steps = steps_per_epoch * cfg.epochs
+    layout = {"samples": len(train_set), "batch_size": cfg.batch_size, "world": info.world}
 
     o = cfg.optim
     if o.name == "adamw":
@@ -397,21 +491,36 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
         dice_weight=lc.dice_weight,
     )
 
-    start_epoch, step, best_score = 0, 0, -math.inf
+    # where to start: epoch, batch within it, what the epoch has logged so far, the generators' states
+    start_epoch, start_batch, step, best_score = 0, 0, 0, -math.inf
+    resumed_losses: list[float] = []
+    resumed_wall = 0.0
+    rng: dict[str, Any] | None = None
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         if ckpt["arch"] != cfg.model.arch or ckpt.get("arch_kwargs") != kwargs or "train_state" not in ckpt:
             raise ModelError(f"{last_path}: cannot resume: checkpoint is from another architecture or not a run")
         ts = ckpt["train_state"]
+        mid_epoch = bool(ts.get("mid_epoch", False))
+        if mid_epoch and ts.get("layout") != layout:
+            raise ModelError(
+                f"{last_path}: cannot resume mid-epoch with other data, batch size or ranks: the checkpoint has "
+                f"{ts.get('layout')}, this run {layout}"
+            )
         net.load_state_dict(ts["model"])
         ema.ema.load_state_dict(ckpt["state_dict"])
         ema.updates = ts["ema_updates"]
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
         scaler.load_state_dict(ts["scaler"])
-        start_epoch, step, best_score = ts["epoch"] + 1, ts["step"], ts.get("best_score", -math.inf)
+        step, best_score, rng = ts["step"], ts.get("best_score", -math.inf), ts.get("rng")
+        if mid_epoch:
+            start_epoch, start_batch = ts["epoch"], ts["epoch_step"]
+            resumed_losses, resumed_wall = list(ts["epoch_losses"]), float(ts["epoch_wall_s"])
+        else:
+            start_epoch = ts["epoch"] + 1
         if info.main:
-            log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, step)
+            log.info("resumed %s at epoch %d, batch %d, step %d", last_path, start_epoch + 1, start_batch, step)
     elif resume and info.main:
         log.info("--resume: no %s yet, starting fresh", last_path)
 
@@ -426,25 +535,12 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
 
     step_log = epoch_log = tb = None
     if info.main:
-        step_log = CsvLog(
-            out / "steps.csv",
-            [
-                "epoch",
-                "step",
-                "lr",
-                "loss",
-                "seg",
-                "det",
-                "seg_ce",
-                "seg_dice",
-                "det_box",
-                "det_cls",
-                "num_fg",
-                "sec_per_step",
-            ],
-        )
-        epoch_log = CsvLog(out / "epochs.csv", ["epoch", "step", "train_loss", "wall_s", "fitness", *VAL_KEYS])
-        tb = _tensorboard(out, cfg.tensorboard)
+        # the logs continue from the resume point: rows of steps after it (or of a run that never saved) go
+        truncate_csv(out / "steps.csv", STEP_FIELDS, "step", step)
+        truncate_csv(out / "epochs.csv", EPOCH_FIELDS, "epoch", start_epoch)
+        step_log = CsvLog(out / "steps.csv", STEP_FIELDS)
+        epoch_log = CsvLog(out / "epochs.csv", EPOCH_FIELDS)
+        tb = _tensorboard(out, cfg.tensorboard, purge_step=step + 1)
         log.info(
             "training %s on %s: %d samples, %d steps/epoch x %d epochs, batch %d x %d ranks",
             cfg.name,
@@ -456,25 +552,52 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
             info.world,
         )
 
+    def save_last(epoch: int, batches: int, losses: list[float], wall_s: float, metrics: dict[str, float]) -> None:
+        """``last.pt``: after ``batches`` steps of ``epoch`` (0-based); mid-epoch when short of the epoch."""
+        mid = batches < steps_per_epoch
+        train_state = {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "ema_updates": ema.updates,
+            "epoch": epoch,
+            "step": step,
+            "mid_epoch": mid,
+            "epoch_step": batches,
+            "epoch_losses": list(losses) if mid else [],
+            "epoch_wall_s": wall_s,
+            "layout": layout,
+            "best_score": best_score,
+            "rng": rng_state(device),
+            "config": asdict(cfg),
+        }
+        save_model_checkpoint(
+            last_path, ema.ema, contract, cfg.model.arch, kwargs, train_state=train_state, metrics=metrics
+        )
+
+    if rng is not None:
+        set_rng_state(rng, device)
     last_good: Path | None = last_path if last_path.exists() else None
     metrics: dict[str, float] = {}
     rank_indices: list[int] | None = None
-    epoch = start_epoch - 1
+    epochs_run, complete = 0, True
+    t_saved, every_s = time.perf_counter(), cfg.checkpoint_every_min * 60
     for epoch in range(start_epoch, cfg.epochs):
+        first = start_batch if epoch == start_epoch else 0
+        losses: list[float] = resumed_losses if epoch == start_epoch else []
+        wall_before = resumed_wall if epoch == start_epoch else 0.0
         train_set.set_epoch(epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        else:
-            sampler.generator.manual_seed(cfg.seed + epoch)
-        if rank_indices is None and info.world > 1:  # DistributedSampler: iterating has no side effect
-            rank_indices = [int(i) for i in sampler]
+        sampler.set_epoch(epoch, start=first * cfg.batch_size)
+        loader_gen.manual_seed(cfg.seed + epoch)
+        if rank_indices is None and info.world > 1:
+            rank_indices = sampler.order()
         model.train()
         frozen = epoch < cfg.freeze_encoder_epochs
         set_encoder_frozen(net, frozen)
-        bar = Progress(steps_per_epoch, enabled=info.main, unit=f"steps (epoch {epoch + 1}/{cfg.epochs})")
-        losses: list[float] = []
+        bar = Progress(steps_per_epoch - first, enabled=info.main, unit=f"steps (epoch {epoch + 1}/{cfg.epochs})")
         t_epoch = time.perf_counter()
-        for i, (images, targets) in enumerate(loader):
+        for i, (images, targets) in enumerate(loader, start=first):
             if i >= steps_per_epoch:
                 break
             t0 = time.perf_counter()
@@ -513,8 +636,19 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
                         for k, v in parts.items():
                             tb.add_scalar(f"train/{k}", v, step)
                         tb.add_scalar("train/lr", row["lr"], step)
-                bar.update(i + 1, f"loss {np.mean(losses[-20:]):.3f}")
+                bar.update(i + 1 - first, f"loss {np.mean(losses[-20:]):.3f}")
+            if i + 1 < steps_per_epoch:  # the epoch's last step is saved by the epoch end right after it
+                stop = budget_spent(t_clock, cfg.wall_budget_min, info, device)
+                if info.main and (stop or time.perf_counter() - t_saved >= every_s):
+                    partial = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses))}
+                    save_last(epoch, i + 1, losses, wall_before + time.perf_counter() - t_epoch, partial)
+                    last_good, t_saved = last_path, time.perf_counter()
+                if stop:
+                    complete = False
+                    break
         bar.finish()
+        if not complete:
+            break
         if info.world > 1:
             sync_buffers(net)
             sync_buffers(ema.ema)
@@ -523,7 +657,7 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
                 "epoch": epoch + 1,
                 "step": step,
                 "train_loss": float(np.mean(losses)),
-                "wall_s": time.perf_counter() - t_epoch,
+                "wall_s": wall_before + time.perf_counter() - t_epoch,
             }
             if val_set is not None:
                 metrics.update(validate(ema.ema, contract, val_set, device, cfg.data.val.max_frames))
@@ -539,44 +673,44 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
                 cfg.epochs,
                 ", ".join(f"{k} {metrics[k]:.4f}" for k in ("train_loss", "fitness", *VAL_KEYS) if k in metrics),
             )
-            train_state = {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "ema_updates": ema.updates,
-                "epoch": epoch,
-                "step": step,
-                "best_score": max(best_score, score),
-                "config": asdict(cfg),
-            }
-            save_model_checkpoint(
-                last_path, ema.ema, contract, cfg.model.arch, kwargs, train_state=train_state, metrics=metrics
-            )
-            last_good = last_path
+            # best.pt first: a kill between the two replays the epoch and writes the same best.pt again
             if score > best_score:
                 best_score = score
                 save_model_checkpoint(best_path, ema.ema, contract, cfg.model.arch, kwargs, metrics=metrics)
+            save_last(epoch, steps_per_epoch, losses, metrics["wall_s"], metrics)
+            last_good, t_saved = last_path, time.perf_counter()
+        epochs_run += 1
         if info.world > 1:
             dist.barrier()
+        if epoch + 1 < cfg.epochs and budget_spent(t_clock, cfg.wall_budget_min, info, device):
+            complete = False
+            break
     if info.main:
         for lg in (step_log, epoch_log):
             lg.close()
         if tb is not None:
             tb.close()
+        if not complete:
+            log.info(
+                "wall budget of %.1f min spent: stopped at step %d, %s saved; continue with --resume",
+                cfg.wall_budget_min,
+                step,
+                last_path,
+            )
     if info.world > 1:
         dist.barrier()
     return TrainResult(
         out,
         last_path,
         best_path if best_path.exists() else None,
-        epoch + 1 - start_epoch,
+        epochs_run,
         step,
         time.time() - t_start,
         metrics,
         net,
         ema.ema,
         rank_indices,
+        complete,
     )
 
 
