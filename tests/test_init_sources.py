@@ -22,6 +22,7 @@ from perception.train.init_sources import (
     ClassRows,
     YoloxCoco,
     _lite0_block_index,
+    class_rows_for,
     convs_in_execution_order,
     init_lite0_encoder,
     init_yolox_multitask,
@@ -127,16 +128,16 @@ def test_release_matches_onnxruntime_on_a_real_frame():
 # --- class rows ----------------------------------------------------------------------------------------------
 def test_class_rows_pick_the_named_coco_rows():
     w, b = torch.randn(80, 64, 1, 1), torch.randn(80)
-    rows = ClassRows().rows_for(("car", "pedestrian", "cyclist", "traffic_sign"))
+    rows = class_rows_for(ClassRows(), ("car", "pedestrian", "cyclist", "traffic_sign"))
     assert rows == [2, 0, 1, 11]
     w4, b4 = map_class_rows(w, b, rows)
     assert torch.equal(w4[0], w[2]) and torch.equal(b4[3], b[11]) and w4.shape == (4, 64, 1, 1)
     w4[0].zero_()
     assert w[2].abs().sum() > 0, "the mapping copies, the source is not changed"
     with pytest.raises(ModelError, match="no COCO row given for \\['truck'\\]"):
-        ClassRows().rows_for(("car", "truck"))
+        class_rows_for(ClassRows(), ("car", "truck"))
     with pytest.raises(ModelError, match="0..79"):
-        ClassRows(car=80).rows_for(("car",))
+        class_rows_for(ClassRows(car=80), ("car",))
 
 
 def test_multitask_net_scores_its_classes_as_the_release_scores_their_coco_rows(generated_yolox):
@@ -308,3 +309,51 @@ def test_lite0_imagenet_weights_classify_a_real_road_frame():
     # street sign, police van, cab, sports car, convertible, station wagon, limousine, jeep, racer, car wheel
     road = {920, 867, 829, 705, 675, 656, 717, 864, 919, 734, 468, 817, 511, 436, 627, 609, 751, 479}
     assert probs.max() > 0.1 and top5 & road, f"top-5 {sorted(top5)} has no road class: the key map is wrong"
+
+
+# --- the engine: init from a config, through training and export ------------------------------------------
+def test_training_starts_from_the_release_and_exports_its_encoding(tmp_path, generated_yolox):
+    import json
+
+    import onnx
+    import yaml
+
+    from perception.cli import main
+    from perception.data.synth.generate import SynthOptions, write_synth_dataset
+
+    _, release = generated_yolox
+    data = tmp_path / "synth"
+    write_synth_dataset(data, n=6, seed=5, val_fraction=0.34, opts=SynthOptions(size=(192, 108)), workers=1)
+    body = {
+        "name": "t-yolox",
+        "out": "run",
+        "input_size": [64, 96],
+        "init": {"kind": "yolox_onnx", "path": str(release), "class_rows": {"car": 7}},
+        "model": {"arch": "yolox_nano", "seg_width": 16},
+        "data": {
+            "train": [{"spec": f"synthetic:{data}", "split": "train"}],
+            "val": {"spec": f"synthetic:{data}", "split": "val"},
+            "workers": 0,
+        },
+        "epochs": 1,
+        "batch_size": 2,
+        "max_steps_per_epoch": 2,
+        "tensorboard": False,
+        "threads": 1,
+        "augment": {"night_p": 0.5, "rain_p": 0.5},
+    }
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(body))
+    assert main(["train", str(cfg), "-q"]) == 0
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["arch"] == "yolox_nano" and ckpt["contract"]["box_encoding"] == "yolox_xywh"
+    assert ckpt["contract"]["init_from"][0].startswith(f"yolox_onnx: {release}")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tmp_path / "run" / "last.pt"), "--out", str(out), "--score", "0.001"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    contract = json.loads(meta["perception.contract"])
+    assert contract["box_encoding"] == "yolox_xywh" and "Apache-2.0" in contract["init_from"][0]
+    # a wrong kind in the config is a config error naming the key
+    body["init"] = {"kind": "imagenet"}
+    cfg.write_text(yaml.safe_dump({**body, "out": "run2"}))
+    assert main(["train", str(cfg), "-q"]) == 1

@@ -50,6 +50,7 @@ from perception.data.registry import build_dataset, parse_data_spec
 from perception.data.sample import DET_CLASSES, SEG_CLASSES
 from perception.errors import ConfigError, InputError, ModelError, PerceptionError
 from perception.nets import build_net
+from perception.nets.box_coding import box_encoding_of
 from perception.nets.contract_graph import InputAdapter
 from perception.progress import Progress
 from perception.runtime.contract import ModelContract
@@ -162,7 +163,10 @@ def set_encoder_frozen(net: nn.Module, frozen: bool) -> None:
         enc.eval()
 
 
-def contract_for(cfg: TrainConfig, trained_on: list[str]) -> ModelContract:
+def contract_for(
+    cfg: TrainConfig, trained_on: list[str], box_encoding: str = "ltrb_softplus", init_from: list[str] | None = None
+) -> ModelContract:
+    """The contract of the run's checkpoints; ``init_from`` names the pretrained weights it started from."""
     net_strides = (8, 16, 32)
     return ModelContract(
         input_size=tuple(cfg.input_size),
@@ -170,11 +174,13 @@ def contract_for(cfg: TrainConfig, trained_on: list[str]) -> ModelContract:
         det_classes=DET_CLASSES,
         format="raw",
         strides=net_strides,
+        box_encoding=box_encoding,
         name=cfg.name,
         score_threshold=0.25,
         iou_threshold=0.5,
         trained_on=tuple(trained_on),
         created=dt.date.today().isoformat(),
+        extra={"init_from": list(init_from)} if init_from else {},
     )
 
 
@@ -189,6 +195,8 @@ def arch_kwargs(cfg: TrainConfig) -> dict[str, Any]:
             kw["seg_decoder_channels"] = tuple(int(c) for c in m.seg_decoder_channels)
     elif m.arch == "tiny":
         kw.update(width=m.seg_width)
+    elif m.arch == "yolox_nano":
+        kw.update(seg_width=m.seg_width, seg_out_stride=m.seg_out_stride)
     return kw
 
 
@@ -216,6 +224,27 @@ def load_weights(net: nn.Module, ckpt: dict[str, Any], arch: str, kwargs: dict[s
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
         raise ModelError(f"{path}: checkpoint weights do not fit the network: {str(err).splitlines()[0]}") from err
+
+
+def initialise_from_config(net: nn.Module, cfg: TrainConfig, config_file: str | None):
+    """Load ``cfg.init``'s pretrained weights into ``net``; returns the ``InitReport``."""
+    from perception.nets.contract_graph import IMAGENET_MEAN, IMAGENET_STD
+    from perception.train.init_sources import initialise
+
+    init = cfg.init
+    path = resolve(init.path, config_file) if init.path else None
+    try:
+        return initialise(
+            net,
+            cfg.model.arch,
+            init.kind,
+            path,
+            DET_CLASSES,
+            class_rows=init.class_rows,
+            input_norm=(IMAGENET_MEAN, IMAGENET_STD),  # what TrainModel's InputAdapter feeds the network
+        )
+    except ValueError as err:
+        raise ConfigError(f"{config_file}: 'init.kind': {err}") from err
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -433,13 +462,20 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
     train_set = build_train_set(cfg, config_file)
     val_set = build_val_set(cfg, config_file) if info.main else None
     trained_on = [f"{s.spec} ({s.split})" for s in cfg.data.train]
-    contract = contract_for(cfg, trained_on)
     kwargs = arch_kwargs(cfg)
     net = build_net(cfg.model.arch, **kwargs)
+    init_from = []
+    if cfg.init is not None:  # on resume too: it names the contract's init_from; last.pt overwrites the weights
+        report = initialise_from_config(net, cfg, config_file)
+        init_from.append(report.describe())
+        log.info("initialised from %s", report.describe())
     if cfg.init_from and not resume:
         src = Path(resolve(cfg.init_from, config_file))
         load_weights(net, load_checkpoint(src), cfg.model.arch, kwargs, src)
         log.info("initialised from %s", src)
+    if cfg.init_from:
+        init_from.append(f"checkpoint: {cfg.init_from}")
+    contract = contract_for(cfg, trained_on, box_encoding_of(net), init_from)
     model = TrainModel(net).to(device)
 
     # the epoch's order is a function of (seed, epoch): a resumed run skips the batches done without loading them
@@ -484,6 +520,7 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
             box_weight=lc.box_weight,
             cls_weight=lc.cls_weight,
             topk=lc.topk,
+            box_encoding=box_encoding_of(net),
         ),
         seg_weight=lc.seg_weight,
         det_weight=lc.det_weight,

@@ -29,37 +29,22 @@ import torch
 import torch.nn as nn
 
 from perception.errors import ModelError
+from perception.train.config import ClassRows
 
 INIT_KINDS = ("yolox_onnx", "efficientnet_lite0")
 
 
-@dataclass(frozen=True)
-class ClassRows:
-    """For each project detection class, the COCO class id (0-based, 80-class order) whose head row it
-    starts from: car ← car, pedestrian ← person, cyclist ← bicycle, traffic_sign ← stop sign.
-
-    One row each, not the mean of several (car, bus, truck): class rows are logits, and averaging the car
-    row with the bus and truck rows lowers every car's score. Measured zero-shot on CamVid val through
-    ``perception eval`` (288x512): car AP50 0.354 from the car row alone, 0.281 from the mean of the three.
-    Buses and trucks are learnt as cars from the labels (the teachers map them so).
-    """
-
-    car: int = 2
-    pedestrian: int = 0
-    cyclist: int = 1
-    traffic_sign: int = 11
-
-    def rows_for(self, det_classes: tuple[str, ...]) -> list[int]:
-        """The COCO id of each class of ``det_classes``; ModelError for a class this map does not name."""
-        names = [f.name for f in fields(self)]
-        missing = [c for c in det_classes if c not in names]
-        if missing:
-            raise ModelError(f"class rows: no COCO row given for {missing} (known: {names})")
-        rows = [int(getattr(self, c)) for c in det_classes]
-        bad = [(c, i) for c, i in zip(det_classes, rows, strict=True) if not 0 <= i < 80]
-        if bad:
-            raise ModelError(f"class rows: COCO ids must be in 0..79, got {bad}")
-        return rows
+def class_rows_for(rows: ClassRows, det_classes: tuple[str, ...]) -> list[int]:
+    """The COCO id of each class of ``det_classes``; ModelError for a class ``rows`` does not name."""
+    names = [f.name for f in fields(rows)]
+    missing = [c for c in det_classes if c not in names]
+    if missing:
+        raise ModelError(f"class rows: no COCO row given for {missing} (known: {names})")
+    ids = [int(getattr(rows, c)) for c in det_classes]
+    bad = [(c, i) for c, i in zip(det_classes, ids, strict=True) if not 0 <= i < 80]
+    if bad:
+        raise ModelError(f"class rows: COCO ids must be in 0..79, got {bad}")
+    return ids
 
 
 def map_class_rows(weight: torch.Tensor, bias: torch.Tensor, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,7 +297,7 @@ def initialise(
             raise ModelError(f"init yolox_onnx loads into arch yolox_nano, not {arch!r}")
         if path is None:
             raise ModelError("init yolox_onnx needs a path (e.g. ../shared/weights/yolox_nano_coco_416.onnx)")
-        counts = init_yolox_multitask(net, path, (class_rows or ClassRows()).rows_for(det_classes))
+        counts = init_yolox_multitask(net, path, class_rows_for(class_rows or ClassRows(), det_classes))
         return InitReport(kind, str(path), sum(counts.values()), LICENCES[kind])
     encoder = getattr(net, "encoder", None)
     if arch != "multitask" or encoder is None:
