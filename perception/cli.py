@@ -282,6 +282,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    """Label frames with the COCO teachers (+ TwinLiteNet+ lanes) into a perception folder dataset."""
+    import cv2
+
+    from perception.data.sample import SEG_CLASSES
+    from perception.teachers.detectors import TEACHERS, build_teacher
+    from perception.teachers.ensemble import TeacherEnsemble
+    from perception.teachers.label import TEACHER_SCORE_FLOOR, Labeller, label_to_folder, open_frames
+    from perception.teachers.lanes import LANE_TEACHERS, TwinLiteNetPlus
+
+    cv2.setNumThreads(1)
+    names = [n.strip() for n in args.teachers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TEACHERS]
+    if unknown or not names:
+        raise ConfigError(f"unknown teacher(s) {unknown or [args.teachers]} (valid: {', '.join(TEACHERS)})")
+    if args.lanes is not None and args.lanes not in LANE_TEACHERS:
+        raise ConfigError(f"unknown lane teacher {args.lanes!r} (valid: {', '.join(LANE_TEACHERS)})")
+    frames = open_frames(args.data, split=args.split, every=args.every, class_map=args.class_map)
+    if args.camvid_boxes is not None and frames.kind != "camvid":
+        raise ConfigError(f"--camvid-boxes is for camvid data, not {frames.kind}")
+    teachers = [
+        build_teacher(n, threads=args.threads, score_threshold=TEACHER_SCORE_FLOOR, tta=args.tta) for n in names
+    ]
+    labeller = Labeller(
+        TeacherEnsemble(teachers, skip_box_thr=TEACHER_SCORE_FLOOR),
+        positive_threshold=args.positive_score,
+        ignore_threshold=args.ignore_score,
+        lanes=TwinLiteNetPlus(threads=args.threads) if args.lanes else None,
+        camvid_boxes=args.camvid_boxes or "component",
+        seg_classes=frames.dataset.seg_classes if frames.dataset is not None else SEG_CLASSES,
+    )
+    licences = "; ".join(f"{t.name}: {t.licence}" for t in teachers)
+    description = f"teacher labels of {args.data} ({args.split}) by {', '.join(labeller.ensemble.names)} [{licences}]"
+    if args.lanes:
+        description += f"; lanes by {args.lanes} [{labeller.lanes.licence}]"
+    summary = label_to_folder(
+        frames, labeller, args.out, split=args.split, progress=not args.quiet, description=description
+    )
+    per_class = ", ".join(f"{k} {v}" for k, v in summary["positives_per_class"].items())
+    print(
+        f"labelled {summary['frames']} frames into {args.out} ({args.split}) in {summary['seconds']} s: "
+        f"{summary['boxes'] - summary['ignored_boxes']} boxes ({per_class}), {summary['ignored_boxes']} ignore boxes"
+    )
+    if summary["skipped"]:
+        print(f"{len(summary['skipped'])} frames could not be read, e.g. {summary['skipped'][0]}")
+        return 1
+    return 0
+
+
 def cmd_scene_eval(args: argparse.Namespace) -> int:
     """Fusion against the synthetic world's truth (lanes, offset, distances, TTC, tracking)."""
     from perception.config import FusionConfig
@@ -1010,7 +1059,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--model",
         action="append",
-        help="model file, 'default', or a peer: peer:twinlitenet, peer:nanodet, peer:stack (repeatable)",
+        help="model file, 'default', a peer: peer:twinlitenet, peer:nanodet, peer:stack, or a COCO teacher: "
+        "teacher:yolox, teacher:picodet, teacher:yolofastest, teacher:ensemble, each optionally +tta (repeatable)",
     )
     ev.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two models side by side with the difference")
     ev.add_argument("--data", required=True, help="KIND:PATH, e.g. camvid:../shared/data/camvid")
@@ -1021,6 +1071,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--score", type=float, help="host-side detection score threshold (default: the model's)")
     ev.add_argument("--max-frames", type=int, help="evaluate only the first N samples")
     ev.set_defaults(func=cmd_eval)
+
+    lab = sub.add_parser(
+        "label", parents=[common], help="label frames with the COCO teachers (WBF) into a perception folder dataset"
+    )
+    lab.add_argument(
+        "--teachers", default="yolox,picodet,yolofastest", help="comma-separated: yolox, picodet, yolofastest"
+    )
+    lab.add_argument(
+        "--data", required=True, help="KIND:PATH (e.g. camvid:../shared/data/camvid), video:PATH or images:DIR"
+    )
+    lab.add_argument("--split", default="train", help="dataset split to read, and the split written (default train)")
+    lab.add_argument("--out", required=True, help="output folder (perception folder layout)")
+    lab.add_argument("--tta", action="store_true", help="test-time augmentation per teacher (flip + 1.6x tiles)")
+    lab.add_argument("--lanes", metavar="NAME", help="lane labels from a lane teacher: twinlitenetplus")
+    lab.add_argument(
+        "--camvid-boxes",
+        choices=["component", "teacher", "both"],
+        help="camvid: mask-component boxes only (default), split by teacher instances, or both",
+    )
+    lab.add_argument("--every", type=int, default=1, metavar="K", help="every K-th frame (default 1)")
+    lab.add_argument("--positive-score", type=float, default=0.4, help="fused score for a box label (default 0.4)")
+    lab.add_argument("--ignore-score", type=float, default=0.15, help="fused score for an ignore box (default 0.15)")
+    lab.add_argument("--class-map", help="class-map YAML for KIND:PATH data (default: configs/datasets/<kind>.yaml)")
+    lab.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
+    lab.set_defaults(func=cmd_label)
 
     data = sub.add_parser("data", parents=[common], help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -2,7 +2,10 @@
 
 ``build_predictor(spec)`` takes a model file (.onnx or .pt: our pipeline, exactly as ``perception run``
 uses it), ``default`` (the shipped model), or a peer name: ``peer:twinlitenet``, ``peer:nanodet`` or
-``peer:stack`` (both peers: TwinLiteNet for road and lanes, NanoDet-m for objects).
+``peer:stack`` (both peers: TwinLiteNet for road and lanes, NanoDet-m for objects), or a COCO teacher
+(boxes only, score threshold 0.001 unless ``--score``): ``teacher:yolox``, ``teacher:picodet``,
+``teacher:yolofastest`` or ``teacher:ensemble`` (the three fused by WBF), each optionally ``+tta``
+(``perception.teachers``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ def build_predictor(spec: str, threads: int = 0, score_threshold: float | None =
     """
     from perception.eval import peers
 
+    if spec.startswith("teacher:"):
+        from perception.teachers.ensemble import build_teacher_predictor
+
+        return build_teacher_predictor(spec, threads=threads, score_threshold=score_threshold)
     if spec.startswith("peer:"):
         if spec not in PEER_NAMES:
             raise ConfigError(f"unknown peer {spec!r} (valid: {', '.join(PEER_NAMES)})")
