@@ -299,7 +299,10 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown teacher(s) {unknown or [args.teachers]} (valid: {', '.join(TEACHERS)})")
     if args.lanes is not None and args.lanes not in LANE_TEACHERS:
         raise ConfigError(f"unknown lane teacher {args.lanes!r} (valid: {', '.join(LANE_TEACHERS)})")
-    frames = open_frames(args.data, split=args.split, every=args.every, class_map=args.class_map)
+    if args.lane_autolabel and not args.data.startswith("camvid:"):
+        raise ConfigError(f"--lane-autolabel is for camvid data, not {args.data}")
+    options = {"lane_autolabel": True} if args.lane_autolabel else None
+    frames = open_frames(args.data, args.split, args.every, args.class_map, dataset_options=options)
     if args.camvid_boxes is not None and frames.kind != "camvid":
         raise ConfigError(f"--camvid-boxes is for camvid data, not {frames.kind}")
     teachers = [
@@ -1089,6 +1092,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--camvid-boxes",
         choices=["component", "teacher", "both"],
         help="camvid: mask-component boxes only (default), split by teacher instances, or both",
+    )
+    lab.add_argument(
+        "--lane-autolabel",
+        action="store_true",
+        help="camvid: paint found by the lane auto-labeller (docs/autolabel.md) written as lane positives",
     )
     lab.add_argument("--every", type=int, default=1, metavar="K", help="every K-th frame (default 1)")
     lab.add_argument("--positive-score", type=float, default=0.4, help="fused score for a box label (default 0.4)")

@@ -677,6 +677,8 @@ def test_label_command_refuses_unknown_teachers_and_misplaced_options(tmp_path, 
     assert code != 0 and "--camvid-boxes is for camvid" in capsys.readouterr().err
     code = main(["label", "--data", f"images:{tmp_path / 'in'}", "--lanes", "yolop", "--out", str(tmp_path / "o")])
     assert code != 0 and "valid: twinlitenetplus" in capsys.readouterr().err
+    code = main(["label", "--data", f"images:{tmp_path / 'in'}", "--lane-autolabel", "--out", str(tmp_path / "o")])
+    assert code != 0 and "--lane-autolabel is for camvid data" in capsys.readouterr().err
 
 
 def test_label_command_on_a_video_every_kth_frame(tmp_path, capsys):

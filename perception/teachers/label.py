@@ -232,8 +232,11 @@ class FrameInput:
     skipped: list[str] | None = None
 
 
-def open_frames(spec: str, split: str = "train", every: int = 1, class_map=None) -> FrameInput:
+def open_frames(
+    spec: str, split: str = "train", every: int = 1, class_map=None, dataset_options: dict | None = None
+) -> FrameInput:
     """Frames of ``video:PATH``, ``images:DIR`` or a dataset ``KIND:PATH`` (its ``split``), every ``every``-th.
+    ``dataset_options`` go to the dataset's loader (e.g. ``lane_autolabel`` for camvid).
 
     Raises ConfigError for a bad spec or ``every`` < 1, InputError / DatasetError for missing files.
     """
@@ -259,7 +262,7 @@ def open_frames(spec: str, split: str = "train", every: int = 1, class_map=None)
     from perception.data.registry import build_dataset, parse_data_spec
 
     kind, root = parse_data_spec(spec)
-    dataset = build_dataset(kind, root, split=split, class_map=class_map)
+    dataset = build_dataset(kind, root, split=split, class_map=class_map, **(dataset_options or {}))
     indices = range(0, len(dataset), every)
     skipped = []
     return FrameInput(kind, root, _dataset_items(dataset, indices, skipped), len(indices), dataset, skipped)
