@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -282,21 +283,82 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(args: argparse.Namespace) -> int:
+    import cv2
+
+    from perception.data.sample import DET_CLASSES
+    from perception.eval.agreement import agreement_recall
+    from perception.eval.predictors import build_predictor
+    from perception.eval.report import nan_to_null
+    from perception.progress import Progress
+    from perception.sinks import ensure_writable_dir
+    from perception.sources import BadFrame, VideoFileSource
+    from perception.teachers.detectors import build_teacher, parse_teacher_names
+    from perception.teachers.ensemble import TeacherEnsemble
+
+    cv2.setNumThreads(1)
+    names = parse_teacher_names(args.teachers)
+    ensemble = TeacherEnsemble(
+        [build_teacher(n, threads=args.threads, score_threshold=args.min_score) for n in names],
+        skip_box_thr=args.min_score,
+    )
+    out = Path(args.out) if args.out else Path("out") / "agreement"
+    ensure_writable_dir(out)
+    results = {}
+    for spec in args.model or ["default"]:
+        predictor = build_predictor(spec, threads=args.threads)
+        if tuple(predictor.det_classes) != DET_CLASSES:
+            raise ConfigError(f"{spec}: detection classes {predictor.det_classes} are not the teachers' {DET_CLASSES}")
+        source = VideoFileSource(args.video)
+        bad: list[BadFrame] = []
+        bar = Progress(source.expected_frames, enabled=not args.quiet, unit=f"frames ({spec})")
+        frames = (f.image for f in source if not (isinstance(f, BadFrame) and not bad.append(f)))
+        frames = itertools.islice(frames, args.max_frames)
+        counts = agreement_recall(predictor, ensemble, frames, DET_CLASSES, args.min_agree, args.iou, progress=bar)
+        bar.finish()
+        source.close()
+        if bad:
+            log.warning("%s: %d frames could not be decoded, e.g. %s", args.video, len(bad), bad[0])
+        results[spec] = counts.metrics()
+    header = f"{'class':14s}" + "".join(f"{spec[-28:]:>30s}" for spec in results)
+    print(
+        f"objects that >= {args.min_agree} of {', '.join(names)} box with score >= {args.min_score}, found at IoU "
+        f">= {args.iou} (recall | frames with all found):"
+    )
+    print(header)
+    for c in (*DET_CLASSES, None):
+        key = f"agree.recall.{c}" if c else "agree.recall"
+        row = f"{(c or 'all'):14s}"
+        for m in results.values():
+            all_found = m.get(f"agree.frames_all_found.{c}", float("nan")) if c else float("nan")
+            refs = f" of {int(m[f'agree.refs.{c}'])}" if c else ""
+            row += f"{m[key]:>10.3f} | {all_found:5.3f}{refs:>11s}"
+        print(row)
+    payload = {
+        "video": args.video,
+        "teachers": names,
+        "min_score": args.min_score,
+        "min_agree": args.min_agree,
+        "iou": args.iou,
+        "metrics": results,
+    }
+    (out / "agreement.json").write_text(json.dumps(nan_to_null(payload), indent=2) + "\n")
+    print(f"written: {out / 'agreement.json'}")
+    return 0
+
+
 def cmd_label(args: argparse.Namespace) -> int:
     """Label frames with the COCO teachers (+ TwinLiteNet+ lanes) into a perception folder dataset."""
     import cv2
 
     from perception.data.sample import SEG_CLASSES
-    from perception.teachers.detectors import TEACHERS, build_teacher
+    from perception.teachers.detectors import build_teacher, parse_teacher_names
     from perception.teachers.ensemble import TeacherEnsemble
     from perception.teachers.label import TEACHER_SCORE_FLOOR, Labeller, label_to_folder, open_frames
     from perception.teachers.lanes import LANE_TEACHERS, TwinLiteNetPlus
 
     cv2.setNumThreads(1)
-    names = [n.strip() for n in args.teachers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in TEACHERS]
-    if unknown or not names:
-        raise ConfigError(f"unknown teacher(s) {unknown or [args.teachers]} (valid: {', '.join(TEACHERS)})")
+    names = parse_teacher_names(args.teachers)
     if args.lanes is not None and args.lanes not in LANE_TEACHERS:
         raise ConfigError(f"unknown lane teacher {args.lanes!r} (valid: {', '.join(LANE_TEACHERS)})")
     if args.lane_autolabel and not args.data.startswith("camvid:"):
@@ -1074,6 +1136,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--score", type=float, help="host-side detection score threshold (default: the model's)")
     ev.add_argument("--max-frames", type=int, help="evaluate only the first N samples")
     ev.set_defaults(func=cmd_eval)
+
+    ag = sub.add_parser(
+        "agreement", parents=[common], help="on unlabelled video: recall of the objects the COCO teachers agree on"
+    )
+    ag.add_argument("video", help="video file")
+    ag.add_argument("--model", action="append", help="model file or 'default' (repeatable)")
+    ag.add_argument("--teachers", default="yolox,picodet,yolofastest", help="comma-separated teacher names")
+    ag.add_argument("--min-score", type=float, default=0.5, help="teacher boxes below this score do not count")
+    ag.add_argument("--min-agree", type=int, default=2, help="teachers that must box an object (default 2)")
+    ag.add_argument("--iou", type=float, default=0.5, help="IoU at which a detection finds an object")
+    ag.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
+    ag.add_argument("--max-frames", type=int, help="only the first N frames")
+    ag.add_argument("--out", help="output folder (default: out/agreement)")
+    ag.set_defaults(func=cmd_agreement)
 
     lab = sub.add_parser(
         "label", parents=[common], help="label frames with the COCO teachers (WBF) into a perception folder dataset"

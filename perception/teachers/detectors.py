@@ -518,6 +518,15 @@ class YoloFastest(Teacher):
 TEACHERS: dict[str, type[Teacher]] = {"yolox": YoloxNano, "picodet": PicoDetXS, "yolofastest": YoloFastest}
 
 
+def parse_teacher_names(text: str) -> list[str]:
+    """ "yolox, picodet" -> ["yolox", "picodet"]; ConfigError naming the unknown ones and the valid names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TEACHERS]
+    if unknown or not names:
+        raise ConfigError(f"unknown teacher(s) {unknown or [text]} (valid: {', '.join(TEACHERS)})")
+    return names
+
+
 def build_teacher(name: str, threads: int = 0, weights_dir: str | os.PathLike | None = None, **kw) -> Teacher:
     """A teacher by name (``TEACHERS``); ConfigError listing the valid names for an unknown one.
 
