@@ -804,6 +804,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         calib_method=args.calib_method,
         precision=args.precision,
         max_batch=args.max_batch,
+        display_score=args.display_score,
     )
     print(report)
     return 0
@@ -1062,6 +1063,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="TensorRT precision")
     ex.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT engine's profile")
     ex.add_argument("--score", type=float, default=0.25, help="score threshold baked into the in-graph NMS")
+    ex.add_argument(
+        "--display-score",
+        type=float,
+        help="the host's default score threshold, when --score is low to keep the whole ranking for mAP "
+        "(runs show boxes above it; eval scores the whole ranking)",
+    )
     ex.add_argument("--name", help="model name in the contract (default: the checkpoint's)")
     ex.add_argument("--check-frames", help="image folder or video for the ONNX-vs-PyTorch check (default: noise)")
     ex.set_defaults(func=cmd_export)

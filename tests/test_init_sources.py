@@ -349,10 +349,12 @@ def test_training_starts_from_the_release_and_exports_its_encoding(tmp_path, gen
     assert ckpt["arch"] == "yolox_nano" and ckpt["contract"]["box_encoding"] == "yolox_xywh"
     assert ckpt["contract"]["init_from"][0].startswith(f"yolox_onnx: {release}")
     out = tmp_path / "m.onnx"
-    assert main(["export", str(tmp_path / "run" / "last.pt"), "--out", str(out), "--score", "0.001"]) == 0
+    export = ["export", str(tmp_path / "run" / "last.pt"), "--out", str(out), "--score", "0.001"]
+    assert main([*export, "--display-score", "0.3"]) == 0
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     contract = json.loads(meta["perception.contract"])
     assert contract["box_encoding"] == "yolox_xywh" and "Apache-2.0" in contract["init_from"][0]
+    assert contract["thresholds"] == {"score": 0.001, "iou": 0.5, "display_score": 0.3}
     # a wrong kind in the config is a config error naming the key
     body["init"] = {"kind": "imagenet"}
     cfg.write_text(yaml.safe_dump({**body, "out": "run2"}))

@@ -54,6 +54,7 @@ def test_contract_json_round_trip():
         ({"input_size": (100, 640)}, "divisible"),
         ({"format": "onnx"}, "format"),
         ({"score_threshold": 2.0}, "thresholds"),
+        ({"score_threshold": 0.3, "display_score_threshold": 0.2}, "display score 0.2"),
         ({"version": 99}, "newer"),
     ],
 )
@@ -61,6 +62,38 @@ def test_contract_rejects_bad_values(bad, needle):
     base = dict(input_size=(384, 640), seg_classes=("b", "r"), det_classes=("car",))
     with pytest.raises(ValueError, match=needle):
         ModelContract(**{**base, **bad})
+
+
+def test_display_threshold_is_the_hosts_default_and_the_graph_keeps_its_tail():
+    c = ModelContract(
+        input_size=(64, 96),
+        seg_classes=("b", "r"),
+        det_classes=("car",),
+        score_threshold=0.01,
+        display_score_threshold=0.3,
+    )
+    back = ModelContract.from_json(c.to_json())
+    assert back == c and json.loads(c.to_json())["thresholds"] == {"score": 0.01, "iou": 0.5, "display_score": 0.3}
+    assert DetectionSettings.from_contract(c).score_threshold == 0.3
+    assert DetectionSettings.from_contract(c, score_threshold=0.05).score_threshold == 0.05
+    plain = replace(c, display_score_threshold=None)
+    assert DetectionSettings.from_contract(plain).score_threshold == 0.01
+
+
+def test_eval_scores_the_graphs_whole_ranking_while_a_run_shows_the_display_threshold(tmp_path):
+    from perception.config import PipelineConfig
+    from perception.eval.predictors import PipelinePredictor
+    from perception.export.random_model import make_random_model
+    from perception.pipeline import build_pipeline
+
+    path = make_random_model(tmp_path / "m.onnx", input_size=TEST_INPUT_SIZE, cls_prior=0.3, score_threshold=0.01)
+    model = onnx.load(str(path))
+    contract = ModelContract.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    model.metadata_props[0].value = replace(contract, display_score_threshold=0.5).to_json()
+    onnx.save(model, str(path))
+    assert build_pipeline(PipelineConfig(model=str(path))).settings.score_threshold == 0.5
+    assert PipelinePredictor(str(path)).pipeline.settings.score_threshold == 0.01
+    assert PipelinePredictor(str(path), score_threshold=0.2).pipeline.settings.score_threshold == 0.2
 
 
 def test_contract_from_json_errors_name_the_source():

@@ -23,8 +23,10 @@ class PipelinePredictor:
 
     Args:
         model: model file, or None for the shipped default model.
-        score_threshold: host-side score threshold (None: the model contract's). Fused models ran NMS with
-            the export threshold in the graph, so a lower value here cannot bring back boxes it cut.
+        score_threshold: host-side score threshold (None: the graph's own, ``contract.score_threshold``, so
+            mAP sees every box the model ranks, not only those above its display threshold). Fused models
+            ran NMS with the export threshold in the graph, so a lower value here cannot bring back boxes
+            it cut.
     """
 
     def __init__(self, model: str | None = None, score_threshold: float | None = None, threads: int = 0, pipeline=None):
@@ -42,6 +44,9 @@ class PipelinePredictor:
                 fusion=dataclasses.replace(cfg.fusion, enabled=False),  # frames are independent: no tracking
             )
             pipeline = build_pipeline(cfg)
+            if score_threshold is None:  # the graph's threshold, below the display one where the contract has it
+                graph_score = pipeline.backend.contract.score_threshold
+                pipeline.settings = dataclasses.replace(pipeline.settings, score_threshold=graph_score)
         self.pipeline = pipeline
         self.name = self.pipeline.contract.name
         self.seg_classes = tuple(self.pipeline.contract.seg_classes)

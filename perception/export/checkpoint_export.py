@@ -244,6 +244,7 @@ def export_checkpoint(
     calib_method: str = "percentile",
     precision: str = "fp16",
     max_batch: int = 8,
+    display_score: float | None = None,
 ) -> str:
     """Export ``checkpoint`` to ``out`` in ``format``, check it, and return a report (text).
 
@@ -257,6 +258,8 @@ def export_checkpoint(
       the EfficientNMS plugin; needs an NVIDIA GPU and the ``tensorrt`` extra.
 
     ``frame_size`` (H, W): whole-frame variant, the graph letterboxes camera frames of that size itself.
+    ``display_score``: the host's default threshold (contract ``thresholds.display_score``) when
+    ``score_threshold`` is set low to keep the whole ranking for mAP.
     Raises ModelError when a check fails (the file is still written, for inspection).
     """
     if format not in FORMATS:
@@ -270,6 +273,7 @@ def export_checkpoint(
         contract,
         format="raw" if format == "onnx-raw" else "fused",
         score_threshold=float(score_threshold),
+        display_score_threshold=None if display_score is None else float(display_score),
         name=name or contract.name,
         frame_size=tuple(frame_size) if frame_size else None,
         version=2 if frame_size else contract.version,

@@ -19,7 +19,9 @@ from perception.types import Detections, SegMap
 @dataclass(frozen=True)
 class DetectionSettings:
     """Host-side selection. A fused model's graph already applied its own export thresholds: a higher
-    ``score_threshold`` still filters here, a lower one cannot bring back what the graph dropped."""
+    ``score_threshold`` still filters here, a lower one cannot bring back what the graph dropped. The
+    default is the contract's display threshold when it has one (a graph that keeps a low-scoring tail for
+    mAP), else its score threshold."""
 
     score_threshold: float
     iou_threshold: float
@@ -36,7 +38,7 @@ class DetectionSettings:
         class_agnostic: bool = False,
     ) -> DetectionSettings:
         return cls(
-            score_threshold=contract.score_threshold if score_threshold is None else float(score_threshold),
+            score_threshold=contract.host_score_threshold if score_threshold is None else float(score_threshold),
             iou_threshold=contract.iou_threshold if iou_threshold is None else float(iou_threshold),
             max_dets=contract.max_dets if max_dets is None else int(max_dets),
             class_agnostic=class_agnostic,

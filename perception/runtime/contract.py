@@ -62,6 +62,7 @@ class ModelContract:
     max_dets: int = 100
     score_threshold: float = 0.25
     iou_threshold: float = 0.5
+    display_score_threshold: float | None = None  # host default when the graph keeps a lower-scoring tail
     name: str = "unnamed"
     trained_on: tuple[str, ...] = ()
     created: str = ""
@@ -84,6 +85,9 @@ class ModelContract:
             problems.append("no seg_classes and no det_classes")
         if not 0 <= self.score_threshold <= 1 or not 0 <= self.iou_threshold <= 1:
             problems.append("thresholds must lie in [0, 1]")
+        display = self.display_score_threshold
+        if display is not None and not self.score_threshold <= display <= 1:
+            problems.append(f"display score {display} must lie in [score threshold {self.score_threshold}, 1]")
         if self.frame_size is not None:
             fh, fw = self.frame_size
             if fh <= 0 or fw <= 0:
@@ -96,6 +100,11 @@ class ModelContract:
             problems.append(f"contract version {self.version} is newer than this runtime ({SUPPORTED_VERSION})")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def host_score_threshold(self) -> float:
+        """The score threshold a run applies by default: the display threshold, else the graph's."""
+        return self.score_threshold if self.display_score_threshold is None else self.display_score_threshold
 
     @property
     def graph_input_size(self) -> tuple[int, int]:
@@ -123,7 +132,8 @@ class ModelContract:
             "strides": list(self.strides),
             "box_encoding": self.box_encoding,
             "max_dets": self.max_dets,
-            "thresholds": {"score": self.score_threshold, "iou": self.iou_threshold},
+            "thresholds": {"score": self.score_threshold, "iou": self.iou_threshold}
+            | ({} if self.display_score_threshold is None else {"display_score": self.display_score_threshold}),
             "trained_on": list(self.trained_on),
             "created": self.created,
         }
@@ -175,6 +185,7 @@ class ModelContract:
                 max_dets=int(d.get("max_dets", 100)),
                 score_threshold=float(thr.get("score", 0.25)),
                 iou_threshold=float(thr.get("iou", 0.5)),
+                display_score_threshold=float(thr["display_score"]) if "display_score" in thr else None,
                 trained_on=tuple(str(t) for t in d.get("trained_on", ())),
                 created=str(d.get("created", "")),
                 frame_size=(int(inp["frame_size"][0]), int(inp["frame_size"][1])) if "frame_size" in inp else None,
