@@ -99,7 +99,8 @@ def test_convs_quantized_and_tail_left_float(models):
     argmax = next(n for n in model.graph.node if n.op_type == "ArgMax")
     assert producer[argmax.input[0]].op_type == "Resize"  # seg logits upsampled in float, not quantized
     # The uint8 image goes straight into the float adapter; nothing quantizes it.
-    assert sorted(n.op_type for n in model.graph.node if "images" in n.input) == ["Cast", "Shape"]
+    consumers = sorted(n.op_type for n in model.graph.node if "images" in n.input)
+    assert "Cast" in consumers and set(consumers) <= {"Cast", "Shape"}, consumers
 
 
 def test_int8_agrees_with_fp32(models):
