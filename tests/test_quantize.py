@@ -215,3 +215,19 @@ def test_source_without_frames_refused(tmp_path, kind):
     with pytest.raises(error) as err:
         calibration_frames(source, contract, n=4)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_modules_kept_float_get_no_quantized_inputs(models, tmp_path):
+    out = quantize_model(models["fp32"], tmp_path / "partial.onnx", models["frames"], keep_float=("stem", "s4"))
+    model = onnx.load(str(out))
+    producer = _producers(model)
+    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+    kept = [name for name in convs if name.startswith(("/net/stem/", "/net/s4/"))]
+    quantized = [name for name in convs if not name.startswith(("/net/stem/", "/net/s4/"))]
+    assert len(kept) == 2 and quantized
+    for name in kept:
+        weight = convs[name].input[1]
+        assert weight not in producer or producer[weight].op_type != "DequantizeLinear", name  # float weights
+    for name in quantized:
+        assert producer[convs[name].input[1]].op_type == "DequantizeLinear", name
+    assert read_contract(out).extra["quantization"]["float_modules"] == ["stem", "s4"]

@@ -309,7 +309,8 @@ def export_checkpoint(
     with tempfile.TemporaryDirectory(prefix="perception-int8-") as tmp:  # the FP32 step is not a product
         fp32 = Path(tmp) / "fp32.onnx"
         text = _export_checked(net, fused, fp32, frames, described)
-        int8 = quantize_model(fp32, out, images, method=calib_method)
+        keep_float = tuple(getattr(net, "int8_float_modules", ()))
+        int8 = quantize_model(fp32, out, images, method=calib_method, keep_float=keep_float)
         pre = Preprocessor(fused.graph_input_size, fused.color, fused.pad_value, fused.align)
         agreement = compare_outputs(fp32, int8, [pre(f)[0] for f in frames])
     return text.replace(f"wrote {fp32}", "FP32 graph") + (

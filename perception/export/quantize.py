@@ -338,6 +338,7 @@ def quantize_model(
     frames: list[np.ndarray],
     method: str = "percentile",
     per_channel: bool = True,
+    keep_float: tuple[str, ...] = (),
 ) -> Path:
     """Quantize the fused export ``fp32_onnx`` to INT8 (QDQ) at ``out_path``, calibrated on ``frames``.
 
@@ -348,6 +349,9 @@ def quantize_model(
         per_channel: one weight scale per output channel rather than per tensor (depthwise convs' channels
             differ widely in range). On the trained 288x512 model: seg agreement with FP32 0.9977 against
             0.9972, 326 against 322 of 332 detections matched, about 5 % slower.
+        keep_float: dotted module paths of the network (``backbone.stem``) whose nodes stay float: the
+            exporter names a node after its module (``/net/backbone/stem/...``). A network lists them as
+            ``int8_float_modules`` where quantizing them costs too much accuracy.
     Returns:
         ``out_path``. Raises ModelError naming the file for a missing, contract-less, raw-format or
         already quantized model; ValueError for a bad ``method`` or ``frames``.
@@ -388,6 +392,8 @@ def quantize_model(
             node.name = node.name or f"_unnamed_{i}_{node.op_type}"
         channels_last_input(model.graph, contract.input_size)
         selected = network_nodes(model.graph)
+        float_prefixes = tuple(f"/net/{m.replace('.', '/')}/" for m in keep_float)
+        selected = [node for node in selected if not node.name.startswith(float_prefixes)]
         if not any(node.op_type in COMPUTE_OP_TYPES for node in selected):
             raise ModelError(f"{src}: no Conv, Gemm or MatMul to quantize")
         op_types = sorted({node.op_type for node in selected})
@@ -423,6 +429,8 @@ def quantize_model(
         "weight_type": "int8",
         "op_types": op_types,
     }
+    if keep_float:
+        record["float_modules"] = list(keep_float)
     contract = replace(contract, name=f"{contract.name}-int8", extra={**contract.extra, "quantization": record})
     del model.metadata_props[:]  # quantize_static's own markers go; the contract is what the runtime reads
     onnx.helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
