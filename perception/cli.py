@@ -306,7 +306,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     ensure_writable_dir(out)
     results = {}
     for spec in args.model or ["default"]:
-        predictor = build_predictor(spec, threads=args.threads)
+        predictor = build_predictor(spec, threads=args.threads, whole_ranking=False)  # boxes a run shows
         if tuple(predictor.det_classes) != DET_CLASSES:
             raise ConfigError(f"{spec}: detection classes {predictor.det_classes} are not the teachers' {DET_CLASSES}")
         source = VideoFileSource(args.video)

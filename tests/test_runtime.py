@@ -93,6 +93,7 @@ def test_eval_scores_the_graphs_whole_ranking_while_a_run_shows_the_display_thre
     onnx.save(model, str(path))
     assert build_pipeline(PipelineConfig(model=str(path))).settings.score_threshold == 0.5
     assert PipelinePredictor(str(path)).pipeline.settings.score_threshold == 0.01
+    assert PipelinePredictor(str(path), whole_ranking=False).pipeline.settings.score_threshold == 0.5
     assert PipelinePredictor(str(path), score_threshold=0.2).pipeline.settings.score_threshold == 0.2
 
 

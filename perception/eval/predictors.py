@@ -27,9 +27,18 @@ class PipelinePredictor:
             mAP sees every box the model ranks, not only those above its display threshold). Fused models
             ran NMS with the export threshold in the graph, so a lower value here cannot bring back boxes
             it cut.
+        whole_ranking: False keeps the model's display threshold when ``score_threshold`` is None: what a
+            run shows, for measures of found objects rather than of a ranking.
     """
 
-    def __init__(self, model: str | None = None, score_threshold: float | None = None, threads: int = 0, pipeline=None):
+    def __init__(
+        self,
+        model: str | None = None,
+        score_threshold: float | None = None,
+        threads: int = 0,
+        pipeline=None,
+        whole_ranking: bool = True,
+    ):
         import dataclasses
 
         from perception.config import PipelineConfig
@@ -44,7 +53,7 @@ class PipelinePredictor:
                 fusion=dataclasses.replace(cfg.fusion, enabled=False),  # frames are independent: no tracking
             )
             pipeline = build_pipeline(cfg)
-            if score_threshold is None:  # the graph's threshold, below the display one where the contract has it
+            if score_threshold is None and whole_ranking:  # the graph's, below the display one where there is one
                 graph_score = pipeline.backend.contract.score_threshold
                 pipeline.settings = dataclasses.replace(pipeline.settings, score_threshold=graph_score)
         self.pipeline = pipeline
@@ -66,11 +75,12 @@ class PipelinePredictor:
         )
 
 
-def build_predictor(spec: str, threads: int = 0, score_threshold: float | None = None):
+def build_predictor(spec: str, threads: int = 0, score_threshold: float | None = None, whole_ranking: bool = True):
     """A predictor with ``name``, ``seg_classes``, ``det_classes`` and ``predict(image_bgr) -> Prediction``.
 
     An empty class list means the predictor does not do that task (a segmentation-only or detection-only
-    peer); ``evaluate`` then leaves that task's metrics out rather than scoring it as zero.
+    peer); ``evaluate`` then leaves that task's metrics out rather than scoring it as zero. Our models keep
+    the graph's whole ranking (for mAP) unless ``whole_ranking`` is False (``PipelinePredictor``).
     """
     from perception.eval import peers
 
@@ -89,4 +99,5 @@ def build_predictor(spec: str, threads: int = 0, score_threshold: float | None =
         model.seg_classes = ("background", "drivable", "lane") if kind != "nanodet" else ()
         model.det_classes = peers.DET_CLASSES if kind != "twinlitenet" else ()
         return model
-    return PipelinePredictor(None if spec == "default" else spec, score_threshold=score_threshold, threads=threads)
+    model = None if spec == "default" else spec
+    return PipelinePredictor(model, score_threshold=score_threshold, threads=threads, whole_ranking=whole_ranking)
