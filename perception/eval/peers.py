@@ -41,29 +41,43 @@ COCO_TO_DET = {0: 1, 1: 2, 2: 0, 5: 0, 7: 0, 11: 3}  # COCO id -> index into DET
 COCO_TO_DET_WITH_LIGHTS = {**COCO_TO_DET, 9: 3}
 
 
-def peer_path(name: str, peer_dir: str | os.PathLike | None = None) -> Path:
-    """Path of a peer model file ($PERCEPTION_PEERS, else ../shared/peers next to the repository)."""
-    base = Path(peer_dir or os.environ.get("PERCEPTION_PEERS", PEER_DIR))
-    path = base / name
+def external_model_path(name: str, folder, env_var: str, default_dir: Path, what: str) -> Path:
+    """``folder / name``, the folder being ``folder``, else $``env_var``, else ``default_dir``; ModelError
+    naming the path and the variable when the file is missing. For models from outside the project."""
+    path = Path(folder or os.environ.get(env_var, default_dir)) / name
     if not path.is_file():
-        raise ModelError(f"{path}: peer model not found (set PERCEPTION_PEERS to the folder holding it)")
+        raise ModelError(f"{path}: {what} not found (set {env_var} to the folder holding it)")
     return path
 
 
-def _session(path: Path, threads: int):
+def peer_path(name: str, peer_dir: str | os.PathLike | None = None) -> Path:
+    """Path of a peer model file ($PERCEPTION_PEERS, else ../shared/peers next to the repository)."""
+    return external_model_path(name, peer_dir, "PERCEPTION_PEERS", PEER_DIR, "peer model")
+
+
+def cpu_session(path: Path, threads: int, what: str, extended_optimisations_only: bool = False):
+    """An ONNX Runtime CPU session for a model from outside the project; ModelError naming the file.
+
+    Its warnings are silenced: the NanoDet and PicoDet exports list initializers as graph inputs, harmlessly.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # the NanoDet export warns about initializers listed as inputs, harmlessly
+    opts.log_severity_level = 3
     opts.intra_op_num_threads = threads
-    # Measured here (onnxruntime 1.32, 2 cores): TwinLiteNet runs in ~290 ms with the "extended" graph
-    # optimisations and ~500 ms with "all" (its convolutions get a slower layout); NanoDet is unaffected.
-    # The peers get the faster setting, so comparisons are not won by a handicap.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    if extended_optimisations_only:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for unreadable files
-        raise ModelError(f"{path}: cannot load peer model ({err})") from err
+        raise ModelError(f"{path}: cannot load {what} ({err})") from err
+
+
+def _session(path: Path, threads: int):
+    # Measured here (onnxruntime 1.32, 2 cores): TwinLiteNet runs in ~290 ms with the "extended" graph
+    # optimisations and ~500 ms with "all" (its convolutions get a slower layout); NanoDet is unaffected.
+    # The peers get the faster setting, so comparisons are not won by a handicap.
+    return cpu_session(path, threads, "peer model", extended_optimisations_only=True)
 
 
 class TwinLiteNet:

@@ -55,8 +55,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.errors import ConfigError, ModelError
-from perception.eval.peers import DET_CLASSES
+from perception.errors import ConfigError
+from perception.eval.peers import DET_CLASSES, cpu_session, external_model_path
 from perception.eval.prediction import Prediction
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
@@ -83,23 +83,11 @@ TTA_FUSION_IOU = 0.55
 
 def weight_path(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
     """Path of a teacher weight file ($PERCEPTION_WEIGHTS, else ../shared/weights next to the repository)."""
-    base = Path(weights_dir or os.environ.get("PERCEPTION_WEIGHTS", WEIGHTS_DIR))
-    path = base / name
-    if not path.is_file():
-        raise ModelError(f"{path}: teacher weights not found (set PERCEPTION_WEIGHTS to the folder holding them)")
-    return path
+    return external_model_path(name, weights_dir, "PERCEPTION_WEIGHTS", WEIGHTS_DIR, "teacher weights")
 
 
 def onnx_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # the PicoDet export lists its initializers as graph inputs: harmless warnings
-    opts.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types for unreadable files
-        raise ModelError(f"{path}: cannot load teacher model ({err})") from err
+    return cpu_session(path, threads, "teacher model")
 
 
 @dataclass(frozen=True)
