@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.postprocess.nms import box_iou
+
 
 @dataclass(frozen=True)
 class FusedBoxes:
@@ -56,19 +58,6 @@ class FusedBoxes:
     def model_indices(self, k: int) -> tuple[int, ...]:
         """The indices of the models that contributed to fused box ``k``, ascending."""
         return tuple(int(m) for m in np.flatnonzero(self.models[k]))
-
-
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU float64 [N] of one box float64 [4] with boxes float64 [N, 4] (all x1, y1, x2, y2)."""
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    out = np.zeros(len(boxes), np.float64)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 def _check_model(i: int, boxes, scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,7 +140,7 @@ def weighted_boxes_fusion(
         for j in idx:
             c = -1
             if len(members):
-                ious = _iou_one_to_many(all_b[j], fused)
+                ious = box_iou(all_b[j][None], fused)[0]
                 best = int(np.argmax(ious))
                 if ious[best] > iou_thr:
                     c = best

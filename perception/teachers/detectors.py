@@ -58,6 +58,7 @@ import numpy as np
 from perception.errors import ConfigError
 from perception.eval.peers import DET_CLASSES, cpu_session, external_model_path
 from perception.eval.prediction import Prediction
+from perception.postprocess.decode import BOX_ENCODINGS, anchor_centers
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
 from perception.teachers.box_fusion import weighted_boxes_fusion
@@ -251,19 +252,13 @@ def decode_yolox(output: np.ndarray, input_hw: tuple[int, int], strides=(8, 16, 
         (boxes float32 [A, 4] x1, y1, x2, y2 in input pixels, scores float32 [A, C] = objectness x class).
     """
     ih, iw = input_hw
-    grids, cell_strides = [], []
-    for s in strides:
-        gy, gx = np.mgrid[0 : ih // s, 0 : iw // s]
-        grids.append(np.stack([gx.ravel(), gy.ravel()], 1))
-        cell_strides.append(np.full(gx.size, s))
-    grid = np.concatenate(grids).astype(np.float32)
-    stride = np.concatenate(cell_strides).astype(np.float32)[:, None]
+    centers, stride = anchor_centers([(ih // s, iw // s) for s in strides], strides)
     out = np.asarray(output, np.float32)
-    if out.ndim != 2 or out.shape[0] != len(grid) or out.shape[1] < 6:
-        raise ValueError(f"YOLOX output must be [{len(grid)}, 5 + classes], got {list(out.shape)}")
-    centre = (out[:, :2] + grid) * stride
-    size = np.exp(out[:, 2:4]) * stride
-    boxes = np.concatenate([centre - size / 2, centre + size / 2], 1)
+    if out.ndim != 2 or out.shape[0] != len(centers) or out.shape[1] < 6:
+        raise ValueError(f"YOLOX output must be [{len(centers)}, 5 + classes], got {list(out.shape)}")
+    dist = BOX_ENCODINGS["yolox_xywh"](out[:, :4].T) * stride  # l, t, r, b [4, A], input pixels
+    cx, cy = centers[:, 0], centers[:, 1]
+    boxes = np.stack([cx - dist[0], cy - dist[1], cx + dist[2], cy + dist[3]], 1)
     return boxes.astype(np.float32), (out[:, 4:5] * out[:, 5:]).astype(np.float32)
 
 
