@@ -311,9 +311,16 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             raise ConfigError(f"{spec}: detection classes {predictor.det_classes} are not the teachers' {DET_CLASSES}")
         source = VideoFileSource(args.video)
         bad: list[BadFrame] = []
+
+        def decoded(source=source, bad=bad):
+            for f in source:
+                if isinstance(f, BadFrame):
+                    bad.append(f)
+                else:
+                    yield f.image
+
         bar = Progress(source.expected_frames, enabled=not args.quiet, unit=f"frames ({spec})")
-        frames = (f.image for f in source if not (isinstance(f, BadFrame) and not bad.append(f)))
-        frames = itertools.islice(frames, args.max_frames)
+        frames = itertools.islice(decoded(), args.max_frames)
         counts = agreement_recall(predictor, ensemble, frames, DET_CLASSES, args.min_agree, args.iou, progress=bar)
         bar.finish()
         source.close()

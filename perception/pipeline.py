@@ -85,6 +85,11 @@ class Pipeline:
         self.contract = contract
         self.fuser = fuser
 
+    def keep_whole_ranking(self) -> None:
+        """Keep every box the graph outputs (its own score threshold), not only those above the contract's
+        display threshold: for mAP and export checks, which need the whole ranking."""
+        self.settings = replace(self.settings, score_threshold=self.contract.score_threshold)
+
     def prepare(self, frame: Frame) -> tuple[np.ndarray, Letterbox]:
         """Preprocess one frame: (network input uint8 [H, W, 3], its Letterbox). The threaded runner calls
         this in its decode thread, so preprocessing overlaps inference; pass the result to process_batch."""

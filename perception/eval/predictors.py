@@ -53,9 +53,8 @@ class PipelinePredictor:
                 fusion=dataclasses.replace(cfg.fusion, enabled=False),  # frames are independent: no tracking
             )
             pipeline = build_pipeline(cfg)
-            if score_threshold is None and whole_ranking:  # the graph's, below the display one where there is one
-                graph_score = pipeline.backend.contract.score_threshold
-                pipeline.settings = dataclasses.replace(pipeline.settings, score_threshold=graph_score)
+            if score_threshold is None and whole_ranking:
+                pipeline.keep_whole_ranking()
         self.pipeline = pipeline
         self.name = self.pipeline.contract.name
         self.seg_classes = tuple(self.pipeline.contract.seg_classes)

@@ -187,8 +187,7 @@ def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames:
     from perception.types import Frame
 
     onnx_pipe = build_pipeline(PipelineConfig(model=str(onnx_path), fusion=FusionConfig(enabled=False)))
-    # every box the graph keeps is compared, not only those above a display threshold
-    onnx_pipe.settings = dataclasses.replace(onnx_pipe.settings, score_threshold=onnx_pipe.contract.score_threshold)
+    onnx_pipe.keep_whole_ranking()  # every box the graph keeps is compared
     # The eager reference sees each frame letterboxed as the exported graph letterboxes it.
     whole_frame = contract.frame_size is not None
     backend_cls = _float_pixel_backend() if whole_frame else TorchBackend
