@@ -20,6 +20,7 @@ from perception.postprocess.lanes import (
     EgoMeasurement,
     LaneEstimator,
     LaneFilter,
+    LineFit,
     find_lines,
     lane_points_ground,
 )
@@ -489,3 +490,31 @@ def test_no_width_across_the_next_lane_without_a_fitting_line(across, why):
     m = measure_ego_lane({"ego_left": left}, width_prior_m=3.5, fits=[left, across])
     assert m.width_m is None, why
     assert m.offset_m == pytest.approx(-(1.3 - 1.75))  # the held 3.5 m
+
+
+def test_a_pair_whose_width_contradicts_the_held_lane_is_measured_from_its_stronger_line():
+    """A misread ego line (a paint blob half a lane in) makes a pair 1 m too narrow for one frame: the frame
+    is measured from the confident line and the held width, and the offset stays put; the same narrow pair
+    kept for longer than WIDTH_CHANGE_S is a real change of width and is let in."""
+    from perception.postprocess.lanes import measure_ego_lane
+
+    lf = LaneFilter()
+    right = _sloped_fit(-1.75, 0.0)
+    good_pair = {"ego_left": _sloped_fit(1.75, 0.0), "ego_right": right}
+    t = 0.0
+    for _ in range(30):
+        ego = lf.update(measure_ego_lane(good_pair, lf.state[3] if lf.state is not None else None), t)
+        t += 1 / FPS
+    assert ego.offset_m == pytest.approx(0.0, abs=1e-3) and ego.width_m == pytest.approx(3.5, abs=1e-3)
+    blob = LineFit((0.75, 0.0, 0.0), (5.0, 25.0), coverage=1.0, residual_m=0.05, windows=8)  # confidence 0.56
+    misread = {"ego_left": blob, "ego_right": right}  # centre 0.5 m off, width 2.5 m
+    m = measure_ego_lane(misread, float(lf.state[3]))
+    assert m.width_m == pytest.approx(2.5) and m.one_line is not None and not m.one_line.left_seen
+    ego = lf.update(m, t)
+    assert ego.offset_m == pytest.approx(0.0, abs=0.01) and ego.width_m == pytest.approx(3.5, abs=0.01)
+    assert not ego.left_seen and ego.right_seen
+    widths = []
+    for _ in range(int(2 * LaneFilter.WIDTH_CHANGE_S * FPS)):
+        t += 1 / FPS
+        widths.append(lf.update(measure_ego_lane(misread, float(lf.state[3])), t).width_m)
+    assert widths[0] == pytest.approx(3.5, abs=0.01) and widths[-1] == pytest.approx(2.5, abs=0.15)

@@ -411,6 +411,9 @@ class EgoMeasurement:
     left_seen: bool
     right_seen: bool
     confidence: float
+    # With both lines: the same frame measured from its more confident line alone, for a filter that finds
+    # the pair's width contradicting the lane it holds (one of the two lines is then a misread).
+    one_line: EgoMeasurement | None = None
 
 
 def _center_to_ego(c0: float, c1: float, c2: float) -> tuple[float, float, float]:
@@ -429,6 +432,9 @@ MIN_PAIR_CONFIDENCE = 0.25
 # their gap is two lane widths. Both lines must be confident and near parallel, and the width narrower
 # than a lane plus shoulder (a road edge two "lanes" away is more often a kerb than a line).
 NEXT_LANE_MAX_WIDTH_M = 4.5
+# The line beyond is further out and seen at a shallower angle than an ego line, so its fit is coarser: it
+# sets the width only when it is this confident (a ragged one moved the offset 0.1 m in a frame on the real clip).
+NEXT_LANE_MIN_CONFIDENCE = 0.5
 NEXT_LANE_MAX_SLOPE_DIFF = 0.05
 
 
@@ -446,7 +452,7 @@ def width_across_next_lane(line: LineFit, line_is_left: bool, fits: Sequence[Lin
     best = None
     for f in fits:
         across = f.coeffs[0] < 0 if line_is_left else f.coeffs[0] > 0
-        if f is line or not across or f.confidence < MIN_PAIR_CONFIDENCE:
+        if f is line or not across or f.confidence < NEXT_LANE_MIN_CONFIDENCE:
             continue
         if abs(f.coeffs[1] - line.coeffs[1]) > NEXT_LANE_MAX_SLOPE_DIFF:
             continue
@@ -465,24 +471,22 @@ def measure_ego_lane(
     left, right = sides.get("ego_left"), sides.get("ego_right")
     if left is None and right is None:
         return None
-    if left is not None and right is not None and min(left.confidence, right.confidence) < MIN_PAIR_CONFIDENCE:
-        if left.confidence < right.confidence:
-            left = None
-        else:
-            right = None
     if left is not None and right is not None:
+        stronger = {"ego_left": left} if left.confidence >= right.confidence else {"ego_right": right}
+        one_line = measure_ego_lane(stronger, width_prior_m, fits)
+        if min(left.confidence, right.confidence) < MIN_PAIR_CONFIDENCE:
+            return one_line
         c = [(a + b) / 2 for a, b in zip(left.coeffs, right.coeffs, strict=True)]
-        width = _gap_across_m(left, right)
+        offset, heading, curvature = _center_to_ego(*c)
         conf = math.sqrt(left.confidence * right.confidence)
-    else:
-        line = left if left is not None else right
-        width = width_across_next_lane(line, left is not None, fits)
-        half = (width or width_prior_m or 3.5) / 2
-        c = list(line.coeffs)
-        c[0] += -half if left is not None else half
-        conf = 0.6 * line.confidence
+        return EgoMeasurement(offset, heading, curvature, _gap_across_m(left, right), True, True, conf, one_line)
+    line = left if left is not None else right
+    width = width_across_next_lane(line, left is not None, fits)
+    half = (width or width_prior_m or 3.5) / 2
+    c = list(line.coeffs)
+    c[0] += -half if left is not None else half
     offset, heading, curvature = _center_to_ego(*c)
-    return EgoMeasurement(offset, heading, curvature, width, left is not None, right is not None, conf)
+    return EgoMeasurement(offset, heading, curvature, width, left is not None, right is not None, 0.6 * line.confidence)
 
 
 class LaneFilter:
@@ -505,7 +509,10 @@ class LaneFilter:
     # Random-walk spread per second (1 sigma) and measurement noise, in state units.
     PROCESS = np.array([0.35, 0.04, 0.002, 0.05])
     MEASURE = np.array([0.06, 0.012, 0.0015, 0.08])
-    GATE_SIGMAS = 4.0  # an offset further than this from the prediction is a misread frame, not a move
+    GATE_SIGMAS = 4.0  # an offset or width further than this from the prediction is a misread frame, not a move
+    # A pair of lines whose width keeps contradicting the held one for this long is a real change of width
+    # (a lane widening at a merge), not a misread line.
+    WIDTH_CHANGE_S = 0.5
 
     def __init__(
         self,
@@ -527,6 +534,7 @@ class LaneFilter:
         self.last_seen_t: float | None = None
         self.departure = "none"
         self.lane_changes = 0
+        self._width_contradicted_since: float | None = None
 
     def _start(self, m: EgoMeasurement, width_prior: float | None) -> None:
         width = m.width_m if m.width_m is not None else (width_prior or 3.5)
@@ -543,6 +551,8 @@ class LaneFilter:
         self.last_t = timestamp_s
         if self.state is not None:
             self.cov = self.cov + np.diag((self.PROCESS**2) * dt)
+        if m is not None and m.one_line is not None and self._pair_contradicts_width(m, timestamp_s):
+            m = m.one_line
         used = m is not None and self._measure(m)
         if used:
             self.last_seen_t = timestamp_s
@@ -570,6 +580,25 @@ class LaneFilter:
             departure=self.departure,
             confidence=float(m.confidence if m is not None else 0.0),
         )
+
+    def _pair_contradicts_width(self, m: EgoMeasurement, timestamp_s: float) -> bool:
+        """True when both lines were measured but their width is off the held width by more than the gate,
+        for less than ``WIDTH_CHANGE_S``: one of them is a misread line (a paint blob, a seam), and the frame
+        is measured from the more confident line alone."""
+        if self.state is None or m.width_m is None:
+            return False
+        r = (self.MEASURE[3] / max(m.confidence, 0.2)) ** 2
+        innovation = m.width_m - self.state[3]
+        if innovation * innovation <= self.GATE_SIGMAS**2 * (self.cov[3, 3] + r):
+            self._width_contradicted_since = None
+            return False
+        if self._width_contradicted_since is None:
+            self._width_contradicted_since = timestamp_s
+        if timestamp_s - self._width_contradicted_since < self.WIDTH_CHANGE_S:
+            return True
+        self.cov[3, 3] = max(self.cov[3, 3], innovation * innovation)  # let the new width in
+        self._width_contradicted_since = None
+        return False
 
     def _measure(self, m: EgoMeasurement) -> bool:
         """Fold in one measurement; False when it was rejected (the held lane is kept as it is)."""
