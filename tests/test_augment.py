@@ -330,3 +330,31 @@ def test_night_glare_brightens_a_dark_frame_where_the_lights_are():
     lit = t.apply(img, gain=0.2, gamma=1.5, cast=(1.0, 1.0, 1.0), lights=[(30.0, 30.0, 3.0, 1.0)])
     assert dark.max() == dark.min() == round(255 * (128 / 255) ** 1.5 * 0.2)
     assert lit[30, 30].min() > dark[30, 30].max() + 50 and lit[5, 90].max() == dark[5, 90].max()
+
+
+def test_bonnet_is_background_cuts_the_boxes_it_covers_and_leaves_other_draws_alone():
+    from perception.data.augment import Bonnet, _cut_by_bonnet
+    from perception.data.synth.effects import hood_mask
+
+    sample = scene(seed=7)
+    plain = only((90, 160))(sample, rng_seed=5)
+    out = only((90, 160), hood_p=1.0)(sample, rng_seed=5)
+    assert out.meta["augment"]["applied"] == ["Bonnet"]
+    covered = (out.image != plain.image).any(axis=2)
+    assert covered[-1].all() and not covered[:60].any(), "the bottom rows only"
+    assert (out.seg[covered] == 0).all(), "a bonnet is never road"
+    np.testing.assert_array_equal(out.seg[~covered], plain.seg[~covered])
+    # the object on the bottom edge (mask value 14, rows 75..89) is behind the bonnet: cut or gone
+    assert out.boxes[:, 3].max() <= 90 and len(out.boxes) <= len(plain.boxes)
+    # hood_p 0 is the plain pipeline bit for bit: the bonnet draws from its own stream
+    np.testing.assert_array_equal(only((90, 160), hood_p=0.0)(sample, rng_seed=5).image, plain.image)
+    # by hand: a flat bonnet edge at row 80 in a 100-row frame
+    mask = np.zeros((100, 50), bool)
+    mask[80:] = True
+    boxes = np.array([[0, 10, 10, 50], [0, 60, 10, 90], [0, 70, 10, 100], [0, 85, 10, 95]], np.float32)
+    b, labels, ignore = _cut_by_bonnet(boxes, np.arange(4), np.zeros(4, bool), mask)
+    np.testing.assert_array_equal(b, [[0, 10, 10, 50], [0, 60, 10, 80], [0, 70, 10, 80]])
+    assert labels.tolist() == [0, 1, 2] and ignore.tolist() == [False, False, True]
+    assert hood_mask(100, 50, 0.1)[-1].all()
+    with pytest.raises(ValueError, match="bonnet"):
+        Bonnet(height=(0.2, 0.1))

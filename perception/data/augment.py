@@ -29,6 +29,12 @@ Box rules (train mode), with visibility = area inside the image / area of the wh
 
 Validation mode only letterboxes and never drops or flags a box (evaluation must see every label).
 
+Bonnet (train mode, ``hood_p``, before the geometry, in the input sample's pixels): the ego car's bonnet
+painted over the bottom of the frame (``Bonnet``): a paint colour, a top-lit gradient and a blurred mirror
+image of the scene above it, as real bonnets reflect; its pixels become background in the mask, and boxes
+it covers are cut at its edge (dropped, or ignored when less than half stays in view). Dashcams often see
+their bonnet; without this only the synthetic frames show one, and a model calls a grey bonnet road.
+
 Photometric (train mode, image only, after the geometry): brightness/contrast, gamma, hue/saturation,
 rare weather (fog, rain, shadow, sun flare), night (low light, colour cast, glare; ``NightDrive``), rain,
 blur or motion blur, Gaussian or ISO noise (albumentations,
@@ -138,6 +144,87 @@ class NightDrive(A.ImageOnlyTransform):
         return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+# Paint colours (BGR) a bonnet is drawn in: black, dark grey, silver, white, red, dark blue, beige.
+BONNET_PAINTS = ((20, 20, 22), (70, 70, 72), (150, 150, 155), (225, 225, 228), (40, 40, 160), (90, 45, 25), (150, 175, 190))
+
+
+class Bonnet:
+    """The ego car's bonnet over the bottom ``height`` (fraction, drawn from a range) of a frame.
+
+    The outline is ``perception.data.synth.effects.hood_mask`` (the synthetic world's bonnet), so the two
+    teach and measure the same shape.
+    """
+
+    def __init__(self, height: tuple[float, float] = (0.06, 0.16)):
+        self.height = _check_range("bonnet height", height, 0.0)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        from perception.data.synth.effects import hood_mask
+
+        h, w = sample.image.shape[:2]
+        mask = hood_mask(h, w, float(rng.uniform(*self.height)))
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
+            return sample
+        top = int(rows[0])
+        image = sample.image.copy()
+        paint = np.array(BONNET_PAINTS[int(rng.integers(len(BONNET_PAINTS)))], np.float32)
+        paint = np.clip(paint * rng.uniform(0.8, 1.2), 0, 255)
+        depth = h - top
+        # Lit from above: brightest at the bonnet's top edge, darker towards the windscreen.
+        shade = np.linspace(1.15, 0.7, depth, dtype=np.float32)[:, None, None]
+        # The scene above, mirrored at the bonnet's edge and blurred: what a glossy bonnet reflects.
+        above = image[max(0, top - depth) : top][::-1].astype(np.float32)
+        mirror = np.full((depth, w, 3), paint, np.float32)
+        mirror[: len(above)] = above
+        mirror = cv2.GaussianBlur(mirror, (0, 0), max(1.0, w / 150))
+        gloss = float(rng.uniform(0.1, 0.45))
+        bonnet = np.clip((1 - gloss) * paint * shade + gloss * mirror, 0, 255)
+        region = mask[top:]
+        image[top:][region] = bonnet[region].astype(np.uint8)
+        seg = None
+        if sample.seg is not None:
+            seg = sample.seg.copy()
+            seg[mask & (seg != IGNORE)] = 0  # background: never road
+        boxes, labels, ignore = sample.boxes, sample.labels, sample.ignore
+        if boxes is not None and len(boxes):
+            boxes, labels, ignore = _cut_by_bonnet(boxes, labels, ignore, mask)
+        return Sample(
+            image=image,
+            name=sample.name,
+            seg=seg,
+            lane_labelled=sample.lane_labelled,
+            boxes=boxes,
+            labels=labels,
+            ignore=ignore,
+            meta=sample.meta,
+        )
+
+
+def _cut_by_bonnet(
+    boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (xyxy, exclusive x2/y2) behind the bonnet ``mask``: cut at the bonnet's highest row within each
+    box's columns; dropped when nothing stays above it, ignored when less than half does."""
+    h, w = mask.shape
+    top_per_col = np.where(mask.any(axis=0), mask.argmax(axis=0), h)
+    out_boxes, keep = boxes.copy(), np.ones(len(boxes), bool)
+    out_ignore = ignore.copy()
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        c1 = int(np.clip(np.floor(x1), 0, w - 1))
+        c2 = int(np.clip(np.ceil(x2), c1 + 1, w))
+        edge = float(top_per_col[c1:c2].min())
+        if y2 <= edge:
+            continue
+        if y1 >= edge:
+            keep[i] = False
+            continue
+        out_boxes[i, 3] = edge
+        if (edge - y1) < 0.5 * (y2 - y1):
+            out_ignore[i] = True
+    return out_boxes[keep], labels[keep], out_ignore[keep]
+
+
 def _check_p(name: str, p: float) -> float:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
@@ -230,6 +317,8 @@ class Augment:
         pad_value: grey level of letterbox bars and uncovered areas.
         min_visibility: train: boxes keeping less than this fraction of their area (but > 0) become ignore.
         min_box_size: train: boxes narrower or lower than this (output pixels, after clipping) are dropped.
+        bonnet: train: the ego car's bonnet drawn over the input sample before the geometry.
+        bonnet_p: probability of ``bonnet`` per sample.
     """
 
     def __init__(
@@ -242,6 +331,8 @@ class Augment:
         pad_value: int = PAD_VALUE,
         min_visibility: float = 0.25,
         min_box_size: float = 2.0,
+        bonnet: Bonnet | None = None,
+        bonnet_p: float = 0.0,
     ):
         if mode not in MODES:
             raise ValueError(f"augment mode must be one of {list(MODES)}, got {mode!r}")
@@ -261,6 +352,8 @@ class Augment:
         self._pre = Preprocessor(self.size, color="BGR", pad_value=self.pad_value, align="center")
         self._photometric = A.Compose(list(photometric), save_applied_params=True) if train and photometric else None
         self._codec = A.Compose(list(codec), save_applied_params=True) if train and codec else None
+        self.bonnet = bonnet if train else None
+        self.bonnet_p = _check_p("bonnet_p", bonnet_p)
 
     def __repr__(self) -> str:
         def names(c: A.Compose | None) -> list[str]:
@@ -293,6 +386,12 @@ class Augment:
         else:
             raise ValueError(f"rng_seed must be a non-negative int or None, got {rng_seed!r}")
         rng, py_rng = np.random.default_rng(seed), random.Random(seed)
+        applied_first = []
+        if self.bonnet is not None and self.bonnet_p > 0:
+            bonnet_rng = np.random.default_rng([seed, 1])  # its own stream: other draws stay as without it
+            if bonnet_rng.random() < self.bonnet_p:
+                sample = self.bonnet(sample, bonnet_rng)
+                applied_first.append("Bonnet")
 
         h, w = sample.image.shape[:2]
         lb = self._pre.letterbox_for((h, w))
@@ -303,6 +402,7 @@ class Augment:
         jitter, applied = self.geometry.sample(rng, self.size) if self.geometry is not None else (None, [])
         if not applied:
             jitter = None  # nothing drawn: use the runtime letterbox itself
+        applied = applied_first + applied
         matrix = to_input if jitter is None else jitter @ to_input
 
         recolour = self._photometric is not None or self._codec is not None
@@ -479,6 +579,7 @@ def build_augment(
     weather_p: float = 0.05,
     night_p: float = 0.0,
     rain_p: float = 0.0,
+    hood_p: float = 0.0,
     blur_p: float = 0.15,
     blur_sigma: tuple[float, float] = (0.3, 1.2),
     motion_blur_limit: tuple[int, int] = (3, 7),
@@ -512,6 +613,7 @@ def build_augment(
         weather_p: one of fog, drizzle, shadow, sun flare (0.05: rare, they are synthetic looking).
         night_p: ``NightDrive``: low light, a night colour cast, headlight glare (0: off by default).
         rain_p: rain streaks with the light dimmed, as through a wet windscreen (0: off by default).
+        hood_p: the ego car's bonnet over the bottom 6..16 % of the frame (``Bonnet``; 0: off by default).
         blur_p, blur_sigma, motion_blur_limit: one of Gaussian blur (sigma 0.3..1.2) or motion blur
             (kernel 3..7) (0.15).
         noise_p, noise_std: one of Gaussian noise (std 1..4% of 255) or ISO noise (0.15).
@@ -606,4 +708,6 @@ def build_augment(
         pad_value=pad_value,
         min_visibility=min_visibility,
         min_box_size=min_box_size,
+        bonnet=Bonnet() if hood_p > 0 else None,
+        bonnet_p=hood_p,
     )

@@ -85,6 +85,7 @@ class AugmentConfig:
     weather_p: float = 0.05
     night_p: float = 0.0  # low light, night colour cast, headlight glare (perception.data.augment.NightDrive)
     rain_p: float = 0.0
+    hood_p: float = 0.0  # the ego car's bonnet over the frame's bottom, labelled background (augment.Bonnet)
 
 
 @dataclass(frozen=True)
