@@ -145,7 +145,15 @@ class NightDrive(A.ImageOnlyTransform):
 
 
 # Paint colours (BGR) a bonnet is drawn in: black, dark grey, silver, white, red, dark blue, beige.
-BONNET_PAINTS = ((20, 20, 22), (70, 70, 72), (150, 150, 155), (225, 225, 228), (40, 40, 160), (90, 45, 25), (150, 175, 190))
+BONNET_PAINTS = (
+    (20, 20, 22),
+    (70, 70, 72),
+    (150, 150, 155),
+    (225, 225, 228),
+    (40, 40, 160),
+    (90, 45, 25),
+    (150, 175, 190),
+)
 
 
 class Bonnet:
