@@ -22,8 +22,8 @@ from typing import Any
 
 from perception.pipeline import Pipeline
 from perception.progress import Progress
-from perception.sinks import JsonlSink, VideoSink, ensure_writable_dir, error_to_json, scene_to_json
-from perception.sources import BadFrame, FrameSource, size_change_reason
+from perception.sinks import ImageSink, JsonlSink, VideoSink, ensure_writable_dir, error_to_json, scene_to_json
+from perception.sources import BadFrame, FrameSource, ImageFolderSource, size_change_reason
 from perception.types import Frame
 from perception.viz import draw_scene
 
@@ -136,6 +136,10 @@ def run_source(
 ) -> RunSummary:
     """Process every frame of ``source`` and write ``results.jsonl`` / ``annotated.mp4`` / ``summary.json``.
 
+    ``write_video`` switches the annotated output: ``annotated.mp4`` for a video, or for an image folder
+    (``ImageFolderSource``) one annotated image per input image, ``annotated/<path relative to the
+    folder>`` with the input's file name and extension (``ImageSink``). A skipped image gets none.
+
     ``batch_size`` > 1 runs the network on that many frames at once (offline throughput; a live camera
     wants 1, the latency of one frame). A bad frame flushes the batch before it, so order is kept.
 
@@ -147,12 +151,16 @@ def run_source(
     summary.expected_frames = source.expected_frames
     if max_frames is not None and source.expected_frames:
         summary.expected_frames = min(max_frames, source.expected_frames)
+    from_images = isinstance(source, ImageFolderSource)
+    images = ImageSink(out / "annotated", source.root) if write_video and from_images else None
     jsonl = JsonlSink(out / "results.jsonl") if write_jsonl else None
-    video = VideoSink(out / "annotated.mp4", source.fps, video_fourcc) if write_video else None
+    video = VideoSink(out / "annotated.mp4", source.fps, video_fourcc) if write_video and not images else None
     if jsonl:
         summary.outputs["jsonl"] = str(jsonl.path)
     if video:
         summary.outputs["video"] = str(video.path)
+    if images:
+        summary.outputs["images"] = str(images.folder)
 
     decoded: queue.Queue = queue.Queue(maxsize=queue_size)
     processed: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -218,9 +226,13 @@ def run_source(
                 # overlaps the next batch's inference.
                 result = pipeline.fuse(result)
                 frame_ms.update(result.timings_ms)
-                if video:
+                if video or images:
                     t0 = time.perf_counter()
-                    video.write(draw_scene(frame.image, result, overlay_alpha))
+                    annotated = draw_scene(frame.image, result, overlay_alpha)
+                    if video:
+                        video.write(annotated)
+                    else:
+                        images.write(annotated, frame.source)
                     frame_ms["render"] = (time.perf_counter() - t0) * 1e3
                 t1 = time.perf_counter()
                 if jsonl:
@@ -308,6 +320,7 @@ def run_source(
     if bad:
         summary.problems.append(
             f"{len(bad)} frame(s) skipped; first: frame {bad[0].index} ({bad[0].source}): {bad[0].reason}"
+            + ("; skipped images have no annotated image" if images else "")
         )
     if (
         not summary.interrupted

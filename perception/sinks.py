@@ -1,4 +1,4 @@
-"""Where results go: JSON lines (flushed per frame) and an annotated video.
+"""Where results go: JSON lines (flushed per frame) and an annotated video, or annotated images.
 
 JSONL line (one per frame position, in order)::
 
@@ -17,6 +17,9 @@ versioned by the ``schema`` value; ``scene`` is null when fusion is off).
 Boxes are in frame pixels (x1, y1, x2, y2; undistorted when undistortion is on). ``seg_area`` is the
 fraction of the processed region (ROI, padding excluded) per class. A frame position that held no
 usable image gets ``{"frame": i, "t": t, "error": "..."}`` instead, so line count = frames read.
+
+A video gives one annotated video (``VideoSink``); an image folder gives one annotated image per input
+image (``ImageSink``) with the input's file name and extension, at its path relative to the folder.
 """
 
 from __future__ import annotations
@@ -186,3 +189,47 @@ class VideoSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+
+class ImageSink:
+    """Writes each annotated frame as an image named like the input image it came from.
+
+    ``root`` is the input folder: the image ``root/a/b.png`` is written to ``folder/a/b.png`` (same
+    relative path, file name and extension, so the format is the input's: a PNG stays lossless, a JPEG is
+    re-encoded at OpenCV's default quality 95). An image from outside ``root`` is written under its bare
+    file name. OutputError when ``folder`` is the input folder itself (it would overwrite the inputs) or an
+    image cannot be written.
+    """
+
+    def __init__(self, folder: str | os.PathLike, root: str | os.PathLike):
+        self.folder = Path(folder)
+        self.root = Path(root)
+        if self.folder.resolve() == self.root.resolve():
+            raise OutputError(f"{self.folder}: annotated images would overwrite the input images there")
+        self.images_written = 0
+
+    def target(self, source_path: str | os.PathLike) -> Path:
+        """Where the annotated version of the input image ``source_path`` goes."""
+        src = Path(source_path)
+        try:
+            rel = src.relative_to(self.root)
+        except ValueError:
+            rel = Path(src.name)
+        return self.folder / rel
+
+    def write(self, image: np.ndarray, source_path: str | os.PathLike) -> Path:
+        """Write ``image`` (uint8 [H, W, 3] BGR) as the annotated version of ``source_path``; return its path."""
+        path = self.target(source_path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ok = cv2.imwrite(str(path), image)
+        except (OSError, cv2.error) as err:
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise OutputError(f"{path}: cannot write the annotated image ({reason})") from err
+        if not ok:
+            raise OutputError(f"{path}: OpenCV could not write the annotated image")
+        self.images_written += 1
+        return path
+
+    def close(self) -> None:
+        pass

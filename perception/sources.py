@@ -118,6 +118,8 @@ class ImageFolderSource:
         self.start, self.end = int(start), end
         self.path = Path(path)
         self.name = str(self.path)
+        # root: the folder the images are named relative to (annotated images keep that relative path)
+        self.root = self.path.parent if self.path.is_file() else self.path
         if self.path.is_file() and self.path.suffix.lower() in IMAGE_SUFFIXES:
             self.files = [self.path]  # one image: a folder of one
         elif not self.path.is_dir():
