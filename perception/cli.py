@@ -928,7 +928,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run the pipeline on a video file or an image folder")
-    run.add_argument("input", help="video file (mp4, avi, mkv, ...) or a folder of images")
+    run.add_argument(
+        "input",
+        help="video file (mp4, avi, mkv, ...): writes annotated.mp4; or a folder of images (or one image): writes "
+        "annotated/<same file name> per image",
+    )
     run.add_argument("--model", help="model file (.onnx, or .pt for the torch backend); default: the shipped model")
     run.add_argument("--out", help="output folder (default: out/<input name>)")
     run.add_argument("--config", help="pipeline preset YAML (see configs/pipeline/)")
@@ -942,7 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
     run.add_argument("--roi", type=_roi, help="region of interest x,y,w,h in frame pixels")
     run.add_argument("--score", type=float, help="detection score threshold (default: the model's)")
-    run.add_argument("--no-video", action="store_true", help="write results.jsonl only")
+    run.add_argument(
+        "--no-video", action="store_true", help="no annotated video or images: results.jsonl and summary.json only"
+    )
     run.add_argument("--max-frames", type=int, help="stop after this many frames")
     run.add_argument("--batch", type=int, help="frames per network call (offline throughput; default 1)")
     run.set_defaults(func=cmd_run)
