@@ -99,12 +99,11 @@ def test_angle_adjusted_threshold():
     assert out["lanes.tusimple_acc"] == 0.5 and out["lanes.fn_rate"] == 0.5 and out["lanes.frames"] == 2
 
 
-def test_threshold_is_strict_and_scales_with_width():
+def test_threshold_is_strict_and_explicit():
     gt = [resample_polyline(_vertical(600), H)]
     assert bench_frame([gt[0] + 20], gt, H)["acc"] == 0.0  # |dx| < thresh, strict as in LaneEval
     assert bench_frame([gt[0] + 19.5], gt, H)["acc"] == 1.0
-    half = LaneAccumulator(image_width=640)
-    assert half.scaled_thresh == 10.0
+    half = LaneAccumulator(pixel_thresh=10.0)
     assert half.add_sampled([gt[0] + 9], gt, H)["acc"] == 1.0
     assert half.add_sampled([gt[0] + 12], gt, H)["acc"] == 0.0
 
@@ -169,7 +168,7 @@ def test_accumulator_polylines_merge_and_pooled_rates():
     assert out["lanes.fn_rate_pooled"] == pytest.approx((0 + 1 + 1) / 5)
     assert math.isnan(LaneAccumulator().compute()["lanes.tusimple_acc"])
     with pytest.raises(ValueError, match="merge"):
-        LaneAccumulator().merge(LaneAccumulator(image_width=640))
+        LaneAccumulator().merge(LaneAccumulator(pixel_thresh=10.0))
 
 
 def test_resample_polyline():

@@ -1,15 +1,18 @@
-"""Lane metrics: TuSimple polyline accuracy (LaneEval) and lane-marking mask IoU.
+"""Lane metrics: TuSimple polyline accuracy (LaneEval), CULane-style F1, and lane-marking mask IoU.
 
 TuSimple accuracy reproduces ``LaneEval.bench`` / ``bench_one_submit`` of the TuSimple benchmark
 (github.com/TuSimple/tusimple-benchmark, ``evaluate/lane.py``). Lanes are given as x values at fixed image
 rows ``h_samples`` (float64 [R]); a negative x (TuSimple writes -2) means the lane is absent on that row.
-Per frame, with gt lanes ``G`` and predicted lanes ``P``:
+Every threshold is in the labels' pixels, whatever the image size (no rescaling by image width). Per
+frame, with gt lanes ``G`` and predicted lanes ``P``:
 
-1. If ``len(P) > len(G) + 2`` the frame scores accuracy 0, FP 0, FN 1 (the original's early return; its other
-   condition, run time > 200 ms, is not applied here: we take no run time).
+1. If ``len(P) > len(G) + 2``, or the frame's run time is given and above 200 ms, the frame scores
+   accuracy 0, FP 0, FN 1 (the original's early return). The run-time rule applies only when a run time
+   is passed (``run_time_ms``); ``perception eval`` does not pass it (a model's accuracy should not depend
+   on the machine's load) and reports the frames over 200 ms apart (``lanes.frames_over_200ms``).
 2. Each gt lane's angle is ``arctan(k)`` of the least-squares fit ``x = k y + b`` over its present rows (0 if it
-   has fewer than 2); its threshold is ``pixel_thresh / cos(angle)``, so a slanted lane tolerates a larger
-   horizontal error (the error measured across the lane stays ``pixel_thresh``).
+   has fewer than 2); its threshold is ``pixel_thresh / cos(angle)`` (``pixel_thresh`` = 20 px), so a slanted
+   lane tolerates a larger horizontal error (the error measured across the lane stays ``pixel_thresh``).
 3. ``line_accuracy(pred, gt) = #rows with |pred_x - gt_x| < thresh / R``, where absent x on either side is
    replaced by -100 first. As in the original, a row where both are absent counts as a hit and the
    denominator is all ``R`` rows (so published numbers are comparable). ``count_absent_rows=False`` gives
@@ -18,7 +21,8 @@ Per frame, with gt lanes ``G`` and predicted lanes ``P``:
    no one-to-one assignment). A gt lane whose best accuracy is < ``pt_thresh`` (0.85) is a miss (FN),
    otherwise matched; ``FP = len(P) - matched`` (can be negative if one prediction matches two gt lanes,
    as in the original).
-5. With more than 4 gt lanes, the worst lane's accuracy is dropped from the sum and one FN forgiven.
+5. At most 4 gt lanes count: with more than 4, the worst lane's accuracy is dropped from the sum and one
+   FN forgiven (only one, as in the original: TuSimple frames have at most 5 lanes).
    Frame accuracy ``= sum / max(min(4, len(G)), 1)``, frame FP rate ``= FP / len(P)`` (0 if no prediction),
    frame FN rate ``= FN / max(min(len(G), 4), 1)``.
 
@@ -30,25 +34,36 @@ this is the benchmark's definition and is kept. The dataset-pooled counterparts 
 sum missed gt lanes / sum gt lanes`` (no 4-lane rule; a rejected frame counts all its predictions as FP
 and all its gt lanes as FN).
 
-Threshold scale: ``pixel_thresh`` (20) is defined for TuSimple's 1280-pixel-wide frames; the threshold used
-is ``pixel_thresh * image_width / 1280``, so the same tolerance holds at other resolutions.
+CULane-style F1 (``culane_frame``, ``CulaneAccumulator``): every lane with at least 2 present points (gt
+and prediction alike; shorter ones are left out of both counts) is drawn as a polyline through its
+present points, ``width`` (30) px thick (``cv2.polylines``), on a canvas of the labels' image size. The IoU of
+every gt/prediction pair of masks is computed, gt and predictions are paired one to one so that the sum of
+IoU is largest (Hungarian assignment, ``max_weight_matching``), and a pair with IoU >= ``iou_thresh``
+(0.5) is a true positive. ``FP = predictions - TP``, ``FN = gt lanes - TP``, summed over the dataset:
+``lanes.culane_precision = TP / (TP + FP)``, ``lanes.culane_recall = TP / (TP + FN)``, ``lanes.culane_f1 =
+2 TP / (2 TP + FP + FN)``.
 
 Lane-marking IoU from masks is the segmentation IoU of the lane class (``seg.iou.lane`` of
 :class:`perception.eval.segmentation.ConfusionMatrix`); :func:`lane_mask_iou` returns it as ``lanes.iou``.
 
-numpy only.
+numpy and OpenCV only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from perception.eval.segmentation import ConfusionMatrix
 
-TUSIMPLE_WIDTH = 1280
 ABSENT = -2.0
+PIXEL_THRESH = 20.0  # TuSimple: a point matches within 20 label pixels (before the angle correction)
+PT_THRESH = 0.85  # TuSimple: a gt lane is matched when at least 85 % of its rows match
+MAX_RUN_TIME_MS = 200.0  # TuSimple: a slower frame scores accuracy 0, FN 1 (when run times are given)
+CULANE_WIDTH = 30  # CULane: lanes are drawn 30 px wide ...
+CULANE_IOU = 0.5  # ... and a matched pair with IoU >= 0.5 is a true positive
 
 
 def resample_polyline(lane: np.ndarray, h_samples: np.ndarray) -> np.ndarray:
@@ -106,23 +121,70 @@ def line_accuracy(pred_xs: np.ndarray, gt_xs: np.ndarray, thresh: float, count_a
     return float(hit.sum() / present.sum())
 
 
+def polyline_to_tusimple(lane: np.ndarray, h_samples: np.ndarray, image_width: int) -> np.ndarray:
+    """A polyline in image pixels as a TuSimple lane: x at each row of ``h_samples``.
+
+    Args:
+        lane: float [K, 2] points (x, y) in the labels' image pixels.
+        h_samples: float [R] image rows. image_width: the image's width in pixels.
+
+    Returns:
+        float64 [R]: x by linear interpolation in y (``resample_polyline``), ``ABSENT`` (-2) outside the
+        polyline's y range or outside the image (x < 0 or x >= image_width).
+    """
+    xs = resample_polyline(lane, h_samples)
+    xs[(xs < 0) | (xs >= image_width)] = ABSENT
+    return xs
+
+
+def order_left_to_right(lanes_xs: Sequence[np.ndarray], h_samples: np.ndarray) -> list[int]:
+    """Indices that sort TuSimple lanes left to right: by x at the bottom-most row they have in common.
+
+    That row is the lowest of the lanes' bottom ends (every lane reaches it when their row ranges overlap);
+    a lane that does not reach it is compared by its x at its own nearest present row. Lanes with no present
+    row sort last. Ties keep the input order.
+
+    Args:
+        lanes_xs: float [R] x values at ``h_samples`` (negative = absent), one per lane.
+        h_samples: float [R] image rows.
+    """
+    h = np.asarray(h_samples, np.float64)
+    present = [np.asarray(xs, np.float64) >= 0 for xs in lanes_xs]
+    bottoms = [h[p].max() for p in present if p.any()]
+    if not bottoms:
+        return list(range(len(lanes_xs)))
+    row = min(bottoms)
+    keys = []
+    for xs, p in zip(lanes_xs, present, strict=True):
+        if not p.any():
+            keys.append(np.inf)
+            continue
+        y, x = h[p], np.asarray(xs, np.float64)[p]
+        order = np.argsort(y, kind="stable")
+        keys.append(float(np.interp(row, y[order], x[order])))  # clamps to the nearest end outside its range
+    return sorted(range(len(lanes_xs)), key=lambda i: keys[i])
+
+
 def bench_frame(
     pred_xs: Sequence[np.ndarray],
     gt_xs: Sequence[np.ndarray],
     h_samples: np.ndarray,
-    pixel_thresh: float = 20.0,
-    pt_thresh: float = 0.85,
+    pixel_thresh: float = PIXEL_THRESH,
+    pt_thresh: float = PT_THRESH,
     count_absent_rows: bool = True,
+    run_time_ms: float | None = None,
 ) -> dict[str, float | int]:
     """One frame as ``LaneEval.bench``: ``acc``, ``fp``, ``fn`` (rates) and pooled counts.
 
     Args:
-        pred_xs, gt_xs: lists of float [R] x values at ``h_samples`` (negative = absent).
-        h_samples: float [R] rows. pixel_thresh: already scaled to the image width.
+        pred_xs, gt_xs: lists of float [R] x values at ``h_samples`` (negative = absent), in label pixels.
+        h_samples: float [R] rows. pixel_thresh: in label pixels (TuSimple's 20, at any image size).
+        run_time_ms: the frame's run time; above ``MAX_RUN_TIME_MS`` the frame is rejected as in LaneEval.
+            None (default): the run-time rule is not applied.
 
     Returns:
         dict with ``acc``, ``fp``, ``fn`` (the frame's benchmark values) and ints ``fp_count``, ``fn_count``,
-        ``matched``, ``pred``, ``gt``, ``rejected`` (1 if more than len(gt) + 2 predictions).
+        ``matched``, ``pred``, ``gt``, ``rejected`` (1 if more than len(gt) + 2 predictions or too slow).
     """
     r = len(h_samples)
     for lane in list(pred_xs) + list(gt_xs):
@@ -130,7 +192,7 @@ def bench_frame(
             raise ValueError(f"every lane needs one x per h_sample ({r}), got {len(lane)}")
     n_pred, n_gt = len(pred_xs), len(gt_xs)
     counts = {"pred": n_pred, "gt": n_gt}
-    if n_gt + 2 < n_pred:
+    if n_gt + 2 < n_pred or (run_time_ms is not None and run_time_ms > MAX_RUN_TIME_MS):
         rejected = {"acc": 0.0, "fp": 0.0, "fn": 1.0, "fp_count": n_pred, "fn_count": n_gt, "matched": 0}
         return {**rejected, "rejected": 1, **counts}
     line_accs = []
@@ -168,42 +230,48 @@ class LaneAccumulator:
     """TuSimple lane accuracy over a dataset (definitions in the module docstring).
 
     Args:
-        image_width: width in pixels of the frames the lanes are in; scales ``pixel_thresh`` by width / 1280.
-        pixel_thresh: TuSimple's 20 px at 1280 width. pt_thresh: a gt lane is matched at accuracy >= 0.85.
+        pixel_thresh: TuSimple's 20 px, in the labels' pixels (never rescaled by the image size).
+        pt_thresh: a gt lane is matched at accuracy >= 0.85.
         count_absent_rows: True reproduces TuSimple exactly; False scores only the gt lane's present rows.
     """
 
     def __init__(
         self,
-        image_width: int = TUSIMPLE_WIDTH,
-        pixel_thresh: float = 20.0,
-        pt_thresh: float = 0.85,
+        pixel_thresh: float = PIXEL_THRESH,
+        pt_thresh: float = PT_THRESH,
         count_absent_rows: bool = True,
     ) -> None:
-        if image_width <= 0 or pixel_thresh <= 0:
-            raise ValueError(f"image_width and pixel_thresh must be > 0, got {image_width}, {pixel_thresh}")
-        self.image_width = int(image_width)
+        if pixel_thresh <= 0:
+            raise ValueError(f"pixel_thresh must be > 0, got {pixel_thresh}")
         self.pixel_thresh = float(pixel_thresh)
         self.pt_thresh = float(pt_thresh)
         self.count_absent_rows = bool(count_absent_rows)
         self.sums = {k: 0.0 for k in ("acc", "fp", "fn")}
         self.counts = {k: 0 for k in ("frames", "rejected", "pred", "gt", "matched", "fp_count", "fn_count")}
 
-    @property
-    def scaled_thresh(self) -> float:
-        """The per-point threshold in pixels before the angle correction."""
-        return self.pixel_thresh * self.image_width / TUSIMPLE_WIDTH
-
-    def add(self, pred_lanes: Sequence[np.ndarray], gt_lanes: Sequence[np.ndarray], h_samples: np.ndarray) -> None:
+    def add(
+        self,
+        pred_lanes: Sequence[np.ndarray],
+        gt_lanes: Sequence[np.ndarray],
+        h_samples: np.ndarray,
+        run_time_ms: float | None = None,
+    ) -> dict[str, float | int]:
         """One frame of polylines: each lane float [K, 2] (x, y) image pixels, resampled at ``h_samples`` [R]."""
         h = np.asarray(h_samples, np.float64)
-        self.add_sampled([resample_polyline(p, h) for p in pred_lanes], [resample_polyline(g, h) for g in gt_lanes], h)
+        pred = [resample_polyline(p, h) for p in pred_lanes]
+        return self.add_sampled(pred, [resample_polyline(g, h) for g in gt_lanes], h, run_time_ms)
 
     def add_sampled(
-        self, pred_xs: Sequence[np.ndarray], gt_xs: Sequence[np.ndarray], h_samples: np.ndarray
+        self,
+        pred_xs: Sequence[np.ndarray],
+        gt_xs: Sequence[np.ndarray],
+        h_samples: np.ndarray,
+        run_time_ms: float | None = None,
     ) -> dict[str, float | int]:
         """One frame in TuSimple's format: lists of float [R] x values (negative = absent); returns the frame."""
-        frame = bench_frame(pred_xs, gt_xs, h_samples, self.scaled_thresh, self.pt_thresh, self.count_absent_rows)
+        frame = bench_frame(
+            pred_xs, gt_xs, h_samples, self.pixel_thresh, self.pt_thresh, self.count_absent_rows, run_time_ms
+        )
         for k in self.sums:
             self.sums[k] += frame[k]
         self.counts["frames"] += 1
@@ -213,8 +281,8 @@ class LaneAccumulator:
 
     def merge(self, other: LaneAccumulator) -> LaneAccumulator:
         """Add ``other``'s frames (same settings); returns self."""
-        if (other.scaled_thresh, other.pt_thresh, other.count_absent_rows) != (
-            self.scaled_thresh,
+        if (other.pixel_thresh, other.pt_thresh, other.count_absent_rows) != (
+            self.pixel_thresh,
             self.pt_thresh,
             self.count_absent_rows,
         ):
@@ -240,6 +308,162 @@ class LaneAccumulator:
             "lanes.frames_rejected": c["rejected"],
             "lanes.pred_lanes": c["pred"],
             "lanes.gt_lanes": c["gt"],
+        }
+
+
+def max_weight_matching(weights: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs (row, column) with the largest total weight (Hungarian algorithm, exact).
+
+    Args:
+        weights: float [N, M], any N, M (a handful of lanes; O(n^3) in the larger side).
+
+    Returns:
+        min(N, M) pairs sorted by row; every row (or column, when M < N) gets exactly one partner.
+    """
+    w = np.asarray(weights, np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be a 2-D matrix, got shape {list(w.shape)}")
+    if w.size == 0:
+        return []
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite")
+    transposed = w.shape[0] > w.shape[1]
+    cost = -(w.T if transposed else w)  # n <= m rows to assign, minimum cost
+    n, m = cost.shape
+    # Potentials (u for rows, v for columns) and the column -> row assignment, 1-based with 0 a virtual column
+    # (the shortest augmenting path form of the Hungarian algorithm, as in e-maxx / Jonker-Volgenant).
+    u, v = np.zeros(n + 1), np.zeros(m + 1)
+    owner = np.zeros(m + 1, np.int64)
+    way = np.zeros(m + 1, np.int64)
+    for i in range(1, n + 1):
+        owner[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, bool)
+        while True:
+            used[j0] = True
+            i0 = owner[j0]
+            free = ~used[1:]
+            reduced = cost[i0 - 1] - u[i0] - v[1:]
+            better = free & (reduced < minv[1:])
+            minv[1:][better] = reduced[better]
+            way[1:][better] = j0
+            cand = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(cand)) + 1
+            delta = cand[j1 - 1]
+            u[owner[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:  # flip the augmenting path
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    pairs = [(int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j]]
+    if transposed:
+        pairs = [(c, r) for r, c in pairs]
+    return sorted(pairs)
+
+
+def lane_present_points(xs: np.ndarray, h_samples: np.ndarray) -> np.ndarray:
+    """float64 [K, 2] (x, y) of a TuSimple lane's present rows (x >= 0), top to bottom as in ``h_samples``."""
+    xs = np.asarray(xs, np.float64)
+    ok = xs >= 0
+    return np.column_stack([xs[ok], np.asarray(h_samples, np.float64)[ok]])
+
+
+def lane_mask(points: np.ndarray, image_hw: tuple[int, int], width: int = CULANE_WIDTH) -> np.ndarray:
+    """bool [H, W]: the polyline through ``points`` (float [K, 2] x, y pixels, K >= 2) drawn ``width`` px thick."""
+    mask = np.zeros(image_hw, np.uint8)
+    pts = np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.polylines(mask, [pts], False, 1, thickness=int(width))
+    return mask.astype(bool)
+
+
+def lane_iou_matrix(
+    pred_points: Sequence[np.ndarray],
+    gt_points: Sequence[np.ndarray],
+    image_hw: tuple[int, int],
+    width: int = CULANE_WIDTH,
+) -> np.ndarray:
+    """float64 [G, P]: IoU of every gt/prediction pair of lanes drawn ``width`` px thick (``lane_mask``)."""
+    gt = [lane_mask(p, image_hw, width) for p in gt_points]
+    pred = [lane_mask(p, image_hw, width) for p in pred_points]
+    out = np.zeros((len(gt), len(pred)))
+    areas_p = [int(m.sum()) for m in pred]
+    for a, g in enumerate(gt):
+        area_g = int(g.sum())
+        for b, p in enumerate(pred):
+            inter = int(np.count_nonzero(g & p))
+            union = area_g + areas_p[b] - inter
+            out[a, b] = inter / union if union else 0.0
+    return out
+
+
+def culane_frame(
+    pred_xs: Sequence[np.ndarray],
+    gt_xs: Sequence[np.ndarray],
+    h_samples: np.ndarray,
+    image_hw: tuple[int, int],
+    width: int = CULANE_WIDTH,
+    iou_thresh: float = CULANE_IOU,
+) -> dict[str, int]:
+    """One frame's CULane-style counts (module docstring): ``tp``, ``fp``, ``fn``, ``pred``, ``gt``.
+
+    Args:
+        pred_xs, gt_xs: lists of float [R] x values at ``h_samples`` (negative = absent), label pixels.
+        image_hw: (height, width) of the labels' image: the canvas the lanes are drawn on.
+    """
+    pred = [p for p in (lane_present_points(x, h_samples) for x in pred_xs) if len(p) >= 2]
+    gt = [g for g in (lane_present_points(x, h_samples) for x in gt_xs) if len(g) >= 2]
+    iou = lane_iou_matrix(pred, gt, image_hw, width)
+    tp = sum(1 for a, b in max_weight_matching(iou) if iou[a, b] >= iou_thresh)
+    return {"tp": tp, "fp": len(pred) - tp, "fn": len(gt) - tp, "pred": len(pred), "gt": len(gt)}
+
+
+class CulaneAccumulator:
+    """CULane-style lane F1 pooled over a dataset: TP, FP and FN summed over frames (module docstring)."""
+
+    def __init__(self, width: int = CULANE_WIDTH, iou_thresh: float = CULANE_IOU) -> None:
+        if width < 1 or not 0 < iou_thresh <= 1:
+            raise ValueError(f"width must be >= 1 and iou_thresh in (0, 1], got {width}, {iou_thresh}")
+        self.width = int(width)
+        self.iou_thresh = float(iou_thresh)
+        self.counts = {"tp": 0, "fp": 0, "fn": 0}
+
+    def add_sampled(
+        self,
+        pred_xs: Sequence[np.ndarray],
+        gt_xs: Sequence[np.ndarray],
+        h_samples: np.ndarray,
+        image_hw: tuple[int, int],
+    ) -> dict[str, int]:
+        """One frame in TuSimple's format (lists of float [R] x values); returns its counts."""
+        frame = culane_frame(pred_xs, gt_xs, h_samples, image_hw, self.width, self.iou_thresh)
+        for k in self.counts:
+            self.counts[k] += frame[k]
+        return frame
+
+    def merge(self, other: CulaneAccumulator) -> CulaneAccumulator:
+        if (other.width, other.iou_thresh) != (self.width, self.iou_thresh):
+            raise ValueError("cannot merge CULane accumulators with different widths or thresholds")
+        for k in self.counts:
+            self.counts[k] += other.counts[k]
+        return self
+
+    def compute(self) -> dict[str, float | int]:
+        """``lanes.culane_f1``, ``lanes.culane_precision``, ``lanes.culane_recall`` (NaN when undefined) and counts."""
+        tp, fp, fn = self.counts["tp"], self.counts["fp"], self.counts["fn"]
+        nan = float("nan")
+        return {
+            "lanes.culane_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
+            "lanes.culane_precision": tp / (tp + fp) if tp + fp else nan,
+            "lanes.culane_recall": tp / (tp + fn) if tp + fn else nan,
+            "lanes.culane_tp": tp,
+            "lanes.culane_fp": fp,
+            "lanes.culane_fn": fn,
         }
 
 
