@@ -16,7 +16,7 @@ from perception.data.registry import DATASET_KINDS, build_dataset, dataset_class
 from perception.data.sample import DatasetError
 from perception.errors import ConfigError
 
-ALL_KINDS = ["bdd100k", "camvid", "cityscapes", "coco", "synthetic", "yolo"]
+ALL_KINDS = ["bdd100k", "camvid", "cityscapes", "coco", "synthetic", "tusimple", "yolo"]
 
 
 def test_kinds_are_module_and_class_names():

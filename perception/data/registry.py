@@ -21,6 +21,7 @@ DATASET_KINDS: dict[str, tuple[str, str]] = {
     "coco": ("perception.data.coco", "CocoDataset"),
     "yolo": ("perception.data.yolo", "YoloDataset"),
     "synthetic": ("perception.data.folder", "FolderDataset"),
+    "tusimple": ("perception.data.tusimple", "TusimpleDataset"),
 }
 
 SPEC_EXAMPLE = "camvid:../shared/data/camvid"
