@@ -250,6 +250,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = build_dataset(kind, root, split=args.split, class_map=args.class_map)
     out = Path(args.out) if args.out else Path("out") / "eval" / f"{kind}_{args.split}"
     ensure_writable_dir(out)
+    if kind == "tusimple":
+        return _eval_tusimple(args, models, dataset, out)
     results: dict[str, dict[str, float]] = {}
     for spec in models:
         predictor = build_predictor(spec, threads=args.threads, score_threshold=args.score)
@@ -276,6 +278,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
             log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
     keys = _eval_table_keys(results)
     print(format_table(results, keys))
+    if len(models) > 1:
+        (out / "comparison.json").write_text(json.dumps(nan_to_null(results), indent=2) + "\n")
+    report = write_report(out, results, args.data, args.split, dataset.seg_classes, dataset.det_classes)
+    print(f"report: {report}")
+    return 0
+
+
+def _eval_tusimple(args: argparse.Namespace, models: list[str], dataset, out: Path) -> int:
+    """``perception eval --data tusimple:DIR``: each model through the pipeline and scene fusion of ``perception
+    run``, its lanes scored in TuSimple's format; metrics.json and tusimple_predictions.json per model."""
+    from perception.eval.evaluate import format_table
+    from perception.eval.report import nan_to_null, safe_name, write_report
+    from perception.eval.tusimple import PREDICTIONS_FILE, build_lane_predictor, evaluate_tusimple
+    from perception.sinks import ensure_writable_dir
+
+    config = load_config(args.config) if args.config else PipelineConfig()
+    if args.camera:  # a camera file (resolved here), or a keyword the preset also takes
+        camera = str(Path(args.camera).resolve()) if Path(args.camera).is_file() else args.camera
+        config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, camera=camera))
+    results: dict[str, dict[str, float]] = {}
+    for spec in models:
+        predictor = build_lane_predictor(spec, config, args.config, threads=args.threads, score_threshold=args.score)
+        name = spec if spec not in results else f"{spec}#{len(results)}"
+        target = out if len(models) == 1 else out / safe_name(name)
+        ensure_writable_dir(target)
+        log.info("evaluating %s lanes on %s (%d samples)", spec, args.data, len(dataset))
+        result = evaluate_tusimple(
+            predictor, dataset, target / PREDICTIONS_FILE, max_frames=args.max_frames, progress=not args.quiet
+        )
+        results[name] = result.metrics
+        payload = {
+            "model": spec,
+            "data": args.data,
+            "split": args.split,
+            "metrics": result.metrics,
+            "predictions": PREDICTIONS_FILE,
+            "skipped": result.skipped.examples,
+            "frames": result.frames,
+        }
+        (target / "metrics.json").write_text(json.dumps(nan_to_null(payload), indent=2) + "\n")
+        if result.skipped.total:
+            log.warning("%d samples could not be loaded (see metrics.json 'skipped')", result.skipped.total)
+    print(format_table(results, _eval_table_keys(results)))
     if len(models) > 1:
         (out / "comparison.json").write_text(json.dumps(nan_to_null(results), indent=2) + "\n")
     report = write_report(out, results, args.data, args.split, dataset.seg_classes, dataset.det_classes)
@@ -1155,6 +1200,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=int, default=0, help="inference threads (0 = one per core)")
     ev.add_argument("--score", type=float, help="host-side detection score threshold (default: the model's)")
     ev.add_argument("--max-frames", type=int, help="evaluate only the first N samples")
+    ev.add_argument("--config", help="tusimple data: pipeline preset YAML for the pipeline and scene fusion")
+    ev.add_argument("--camera", help="tusimple data: camera YAML for the scene fusion (default: the preset's)")
     ev.set_defaults(func=cmd_eval)
 
     ag = sub.add_parser(

@@ -122,6 +122,12 @@ def write_report(
             "video.box_triples",
         ],
     )
+    table(
+        "Lanes (TuSimple format)",
+        ["lanes.tusimple_acc", "lanes.fp_rate", "lanes.fn_rate", "lanes.fp_rate_pooled", "lanes.fn_rate_pooled"]
+        + ["lanes.culane_f1", "lanes.culane_precision", "lanes.culane_recall"]
+        + ["lanes.frames", "lanes.frames_rejected", "lanes.frames_over_200ms", "lanes.gt_lanes", "lanes.pred_lanes"],
+    )
     table("Speed and coverage", ["speed.fps", "speed.ms_median", "frames", "skipped"])
     for n in names:
         folder = out if len(names) == 1 else out / safe_name(n)
