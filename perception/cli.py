@@ -171,13 +171,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)  # parallelism comes from --workers processes
     opts = SynthOptions(size=args.size, density=args.density, night_p=args.night, weather_p=args.weather)
     workers = args.workers or os.cpu_count() or 1
+    if args.format == "tusimple":
+        return _synth_tusimple(args, out, opts, workers)
     report = write_synth_dataset(
         out,
         args.n,
         seed=args.seed,
         val_fraction=args.val,
         clips=args.clips,
-        clip_frames=args.clip_frames,
+        clip_frames=60 if args.clip_frames is None else args.clip_frames,
         fps=args.fps,
         opts=opts,
         workers=workers,
@@ -197,6 +199,34 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(
         f"wrote {report['frames']} frames ({counts}) to {out} in {report['seconds']} s: "
         f"{report['fps']} frames/s with {workers} worker(s) on {os.cpu_count()} cores; montage: {out / 'montage.png'}"
+    )
+    return 0
+
+
+def _synth_tusimple(args: argparse.Namespace, out: Path, opts, workers: int) -> int:
+    """``perception synth --format tusimple``: clips in TuSimple's layout (perception/data/synth/tusimple.py)."""
+    from perception.data.synth.tusimple import LABEL_FILE, write_tusimple_synth
+
+    clip_frames = 20 if args.clip_frames is None else args.clip_frames
+    if args.clips < 1 or clip_frames < 1:
+        raise ConfigError("--format tusimple writes clips: pass --clips K and --clip-frames N >= 1 (--n is not used)")
+    report = write_tusimple_synth(
+        out,
+        args.clips,
+        clip_frames,
+        seed=args.seed,
+        fps=args.fps,
+        opts=opts,
+        workers=workers,
+        progress=not args.quiet,
+        label_frames=args.label_frames,
+    )
+    report.update(workers=workers, cores=os.cpu_count(), size=list(args.size), seed=args.seed)
+    (out / "synth_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    c = report["counts"]
+    print(
+        f"wrote {c['images']} frames ({c['clips']} clips) to {out} in TuSimple's layout, {c['labelled']} labelled "
+        f"with {c['lanes']} lanes in {out / LABEL_FILE}, in {report['seconds']} s ({report['fps']} frames/s)"
     )
     return 0
 
@@ -1176,7 +1206,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     synth.add_argument("--val", type=float, default=0.1, help="fraction of frames in the val split (default 0.1)")
     synth.add_argument("--clips", type=int, default=0, help="temporally coherent clips to add (default 0)")
-    synth.add_argument("--clip-frames", type=int, default=60, help="frames per clip (default 60)")
+    synth.add_argument("--clip-frames", type=int, help="frames per clip (default 60; 20 with --format tusimple)")
+    synth.add_argument(
+        "--format",
+        choices=("folder", "tusimple"),
+        default="folder",
+        help="folder: the perception folder layout (default); tusimple: clips/<clip>/<n>.jpg + label_data.json "
+        "(TuSimple lanes; needs --clips)",
+    )
+    synth.add_argument(
+        "--label-frames",
+        choices=("last", "all"),
+        default="last",
+        help="--format tusimple: label the last frame of each clip, as TuSimple (default), or every frame",
+    )
     synth.add_argument("--fps", type=float, default=10.0, help="clip frame rate (default 10)")
     synth.add_argument("--density", type=float, default=1.0, help="traffic and clutter multiplier (default 1)")
     synth.add_argument("--night", type=float, default=0.15, help="probability of a night frame (default 0.15)")
