@@ -355,6 +355,34 @@ def test_synthetic_export_round_trip(tmp_path):
     assert checked >= 6
 
 
+def test_synthetic_lanes_of_a_hand_made_frame():
+    """Pinhole camera 1.5 m up, level: a line at lateral offset Y is at u = cx - Y (v - cy) / 1.5 on row v."""
+    f, cx, cy, height = 400.0, 319.5, 179.5, 1.5
+    camera = {
+        "name": "flat",
+        "image_size": [640, 360],
+        "camera_matrix": [[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]],
+        "dist_coeffs": [],
+        "mounting": {"height_m": height, "pitch_deg": 0.0, "yaw_deg": 0.0, "roll_deg": 0.0},
+    }
+    ahead = np.arange(1.0, 100.1, 2.0)
+
+    def line(y: float, style: str) -> dict:
+        return {"side": "x", "style": style, "points_vehicle_m": [[x, y, 0.0] for x in ahead]}
+
+    lines = [line(-1.75, "dashed"), line(5.25, "none"), line(1.75, "solid")]
+    rows = tusimple_h_samples(360)
+    lanes = synth_tusimple_lanes({"camera": camera, "lanes": lines}, (360, 640), rows)
+    assert len(lanes) == 2  # the unpainted line is not a lane
+    far_row = cy + f * height / ahead[-1]  # the 100 m end
+    for xs, y in zip(lanes, (1.75, -1.75), strict=True):  # left (y > 0) first
+        expect = np.where(rows >= far_row, cx - y * (rows - cy) / height, -2.0)
+        assert np.abs(xs - expect).max() < 0.01
+    hooded = synth_tusimple_lanes({"camera": camera, "lanes": lines, "effects": {"hood": 0.1}}, (360, 640), rows)
+    hidden = hooded[0] != lanes[0]
+    assert hidden.sum() >= 2 and np.all(hooded[0][hidden] == -2) and rows[hidden].min() >= 320
+
+
 def test_synthetic_export_labels_the_last_frame_by_default(tmp_path):
     out = tmp_path / "syn"
     out.mkdir()
