@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from perception import __version__
-from perception.config import PipelineConfig, load_config
+from perception.config import PipelineConfig, is_auto_camera, is_no_camera, load_config
 from perception.errors import ConfigError, OutputError, PerceptionError
 
 log = logging.getLogger("perception")
@@ -39,12 +39,13 @@ def _pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | No
     cfg_file = args.config
     pre, post, out, backend = config.preprocess, config.postprocess, config.output, config.backend
     if args.camera:
-        pre = dataclasses.replace(pre, camera=str(Path(args.camera).resolve()))
+        keyword = is_auto_camera(args.camera) or is_no_camera(args.camera)
+        pre = dataclasses.replace(pre, camera=args.camera if keyword else str(Path(args.camera).resolve()))
     if args.undistort:
         pre = dataclasses.replace(pre, undistort=True)
     if args.roi:
         pre = dataclasses.replace(pre, roi=args.roi)
-    if pre.undistort and not pre.camera:
+    if pre.undistort and (is_auto_camera(pre.camera) or is_no_camera(pre.camera)):
         raise ConfigError("undistortion needs a camera file: pass --camera CAMERA.yaml (see `perception calibrate`)")
     if args.score is not None:
         post = dataclasses.replace(post, score_threshold=args.score)
@@ -72,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path("out") / Path(args.input).stem
     source = open_source(args.input)
     ensure_writable_dir(out_dir)  # before loading the model: fail fast on an output we cannot write
-    pipeline = build_pipeline(config, cfg_file)
+    pipeline = build_pipeline(config, cfg_file, media=args.input)
     log.info(
         "model %s (%s, %s); input %dx%d",
         pipeline.contract.name,
@@ -156,6 +157,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"range needs LO,HI numbers, e.g. -3,3, got {text!r}") from err
+    if hi < lo:
+        raise argparse.ArgumentTypeError(f"range {text!r}: HI is below LO")
+    return lo, hi
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     import cv2
 
@@ -169,7 +180,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise OutputError(f"{out}: folder is not empty (pass --overwrite to write into it anyway)")
     ensure_writable_dir(out)
     cv2.setNumThreads(1)  # parallelism comes from --workers processes
-    opts = SynthOptions(size=args.size, density=args.density, night_p=args.night, weather_p=args.weather)
+    camera_ranges = {
+        key: getattr(args, key)
+        for key in ("hfov_deg", "height_m", "pitch_deg", "yaw_deg", "roll_deg")
+        if getattr(args, key)
+    }
+    opts = SynthOptions(
+        size=args.size,
+        density=args.density,
+        night_p=args.night,
+        weather_p=args.weather,
+        markings=args.markings,
+        principal_jitter=not args.centred_principal_point,
+        **camera_ranges,
+    )
     workers = args.workers or os.cpu_count() or 1
     if args.format == "tusimple":
         return _synth_tusimple(args, out, opts, workers)
@@ -483,6 +507,7 @@ def cmd_scene_eval(args: argparse.Namespace) -> int:
     from perception.config import FusionConfig
     from perception.data.registry import build_dataset, parse_data_spec
     from perception.eval.scene import SceneMetrics, evaluate_scene, format_summary
+    from perception.fusion.self_calibration import SelfCalibration
     from perception.pipeline import build_fuser, build_pipeline
 
     datasets = []
@@ -513,11 +538,17 @@ def cmd_scene_eval(args: argparse.Namespace) -> int:
                 classes, perceive = (dataset.det_classes, dataset.seg_classes), None
             else:
                 classes, perceive = (pipeline.contract.det_classes, pipeline.contract.seg_classes), pipeline
+            if args.camera == "auto":
+
+                def make_fuser(_true_camera, c=classes):
+                    return build_fuser(fusion, *c, SelfCalibration(), undistorted_frame=False)
+            else:
+
+                def make_fuser(true_camera, c=classes):
+                    return build_fuser(fusion, *c, true_camera, undistorted_frame=False)
+
             metrics = evaluate_scene(
-                dataset,
-                lambda cam, c=classes: build_fuser(fusion, *c, cam, undistorted_frame=False),
-                perceive,
-                max_clips=args.max_clips,
+                dataset, make_fuser, perceive, max_clips=args.max_clips, score_after_s=args.score_after
             )
             if len(datasets) > 1:
                 per_set[spec] = metrics.summary()
@@ -1175,6 +1206,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", action="append", help="oracle (true masks and boxes), default, or a model file; repeatable"
     )
     se.add_argument("--max-clips", type=int, help="stop after this many clips")
+    se.add_argument(
+        "--camera",
+        choices=("truth", "auto"),
+        default="truth",
+        help="truth: fusion gets each clip's true camera (default); auto: it calibrates itself from the lanes",
+    )
+    se.add_argument(
+        "--score-after", type=float, default=0.0, help="score only frames this many seconds into each clip (default 0)"
+    )
     se.add_argument("--json", help="also write the metrics to this JSON file")
     se.set_defaults(func=cmd_scene_eval)
 
@@ -1225,6 +1265,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--night", type=float, default=0.15, help="probability of a night frame (default 0.15)")
     synth.add_argument("--weather", type=float, default=0.2, help="probability of rain or fog (default 0.2)")
     synth.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
+    synth.add_argument("--markings", choices=("any", "us"), default="any", help="us: every road US-marked")
+    synth.add_argument(
+        "--centred-principal-point", action="store_true", help="cameras with the principal point at the image centre"
+    )
+    for flag, key, default in (
+        ("--hfov", "hfov_deg", "50,75"),
+        ("--height", "height_m", "1.15,1.7"),
+        ("--pitch", "pitch_deg", "-0.5,4"),
+        ("--yaw", "yaw_deg", "normal, sigma 1"),
+        ("--roll", "roll_deg", "normal, sigma 0.7"),
+    ):
+        synth.add_argument(
+            flag, dest=key, type=parse_range, help=f"camera {key}: LO,HI drawn uniformly (default {default})"
+        )
     synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     synth.set_defaults(func=cmd_synth)
 

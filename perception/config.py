@@ -30,9 +30,21 @@ class BackendConfig:
     device: str = "cpu"  # torch only
 
 
+def is_auto_camera(value: str | None) -> bool:
+    """``preprocess.camera: auto``: the run estimates its camera (the default)."""
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
+def is_no_camera(value: str | None) -> bool:
+    """``preprocess.camera: none`` (or null): no camera, lanes in the image only."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
-    camera: str | None = None  # camera YAML (intrinsics, distortion); relative paths are from the config file
+    # camera YAML (intrinsics, distortion, mounting; relative paths are from the config file); "auto": the run
+    # estimates its camera from the lane lines (perception.fusion.self_calibration); "none" or null: no camera
+    camera: str | None = "auto"
     undistort: bool = False  # needs `camera`
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h in frame pixels; None = whole frame
 
@@ -47,7 +59,7 @@ class PostprocessConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    enabled: bool = True  # tracking always; lanes and distances need preprocess.camera
+    enabled: bool = True  # tracking always; lanes in metres and distances need a camera (auto or a file)
     vehicle_width_m: float = 1.8  # ego vehicle, for lane departure and the in-path test
     ldw_trigger_m: float = 0.1  # lane departure warning when a wheel is this close to a line (m)
     ldw_hysteresis_m: float = 0.25  # ... and it clears once the wheel is this much further away again

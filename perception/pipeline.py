@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from perception.camera import CameraModel, load_camera
-from perception.config import FusionConfig, PipelineConfig, resolve
+from perception.config import FusionConfig, PipelineConfig, is_auto_camera, is_no_camera, resolve
 from perception.errors import ConfigError, ModelError
 from perception.fusion.scene import SceneFuser
+from perception.fusion.self_calibration import SelfCalibration
 from perception.postprocess.outputs import DetectionSettings, unpack_outputs
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
@@ -189,8 +190,11 @@ class Pipeline:
         return self.process_batch([frame])[0]
 
 
-def build_pipeline(config: PipelineConfig, config_file: str | os.PathLike | None = None) -> Pipeline:
-    """Map a PipelineConfig (paths relative to ``config_file``) to a ready Pipeline."""
+def build_pipeline(
+    config: PipelineConfig, config_file: str | os.PathLike | None = None, media: str | os.PathLike | None = None
+) -> Pipeline:
+    """Map a PipelineConfig (paths relative to ``config_file``) to a ready Pipeline. ``media``: the video or
+    image folder it will run on, whose metadata may give a self-calibrating camera its focal length."""
     model = resolve(config.model, config_file)
     model_path = Path(model) if model else default_model_path()
     bc = config.backend
@@ -203,7 +207,8 @@ def build_pipeline(config: PipelineConfig, config_file: str | os.PathLike | None
     backend = build_backend(kind, model_path, **kwargs)
     contract = backend.contract
     pc = config.preprocess
-    camera_file = resolve(pc.camera, config_file)
+    auto = is_auto_camera(pc.camera)
+    camera_file = None if auto or is_no_camera(pc.camera) else resolve(pc.camera, config_file)
     camera = load_camera(camera_file) if camera_file else None
     preprocessor = Preprocessor(
         input_size=contract.graph_input_size,
@@ -218,22 +223,35 @@ def build_pipeline(config: PipelineConfig, config_file: str | os.PathLike | None
     settings = DetectionSettings.from_contract(
         contract, post.score_threshold, post.iou_threshold, post.max_dets, post.class_agnostic
     )
+    fused_camera = SelfCalibration(focal_hint=_focal_hint(media)) if auto else camera
     fuser = (
-        build_fuser(config.fusion, contract.det_classes, contract.seg_classes, camera, pc.undistort)
+        build_fuser(config.fusion, contract.det_classes, contract.seg_classes, fused_camera, pc.undistort)
         if config.fusion.enabled
         else None
     )
     return Pipeline(backend, preprocessor, settings, fuser)
 
 
+def _focal_hint(media: str | os.PathLike | None):
+    """The focal length in the metadata of ``media`` (a file, or a folder's first image), or None."""
+    from perception.camera_metadata import focal_from_metadata
+
+    if media is None:
+        return None
+    path = Path(media)
+    if path.is_dir():
+        path = next((f for f in sorted(path.iterdir()) if f.suffix.lower() in (".jpg", ".jpeg")), None)
+    return focal_from_metadata(path) if path is not None and path.is_file() else None
+
+
 def build_fuser(
     fc: FusionConfig,
     det_classes: Sequence[str],
     seg_classes: Sequence[str],
-    camera: CameraModel | None,
+    camera: CameraModel | SelfCalibration | None,
     undistorted_frame: bool,
 ) -> SceneFuser:
-    """Map a FusionConfig to a SceneFuser for these class names (camera None: tracking only)."""
+    """Map a FusionConfig to a SceneFuser for these class names (camera None: lanes in the image only)."""
     from perception.fusion.scene import WarningSettings
     from perception.fusion.tracking import ByteTracker
     from perception.postprocess.lanes import LaneFilter

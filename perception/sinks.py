@@ -39,6 +39,39 @@ SCHEMA_ID = "perception.frame/2"
 SCHEMA_PATH = Path(__file__).parent / "schema" / "frame.schema.json"
 
 
+# points_px: the lane's x every this many frame rows (TuSimple's spacing).
+POINTS_ROW_STEP_PX = 10
+
+
+def _rows_polyline(points: np.ndarray) -> list[list[float]]:
+    """A lane's image polyline (float [K, 2] x, y) → [[x, y], ...] at the rows that are multiples of
+    ``POINTS_ROW_STEP_PX`` within its rows, x interpolated, top to bottom."""
+    if len(points) < 2:
+        return [[round(float(x), 1), round(float(y), 1)] for x, y in points]
+    order = np.argsort(points[:, 1], kind="stable")
+    x, y = points[order, 0].astype(np.float64), points[order, 1].astype(np.float64)
+    rows = np.arange(np.ceil(y[0] / POINTS_ROW_STEP_PX), np.floor(y[-1] / POINTS_ROW_STEP_PX) + 1) * POINTS_ROW_STEP_PX
+    return [[round(float(xi), 1), float(r)] for xi, r in zip(np.interp(rows, y, x), rows, strict=True)]
+
+
+def _camera_record(camera) -> str | dict | None:
+    """The scene's camera: a file camera's name, or the self-calibrating camera's state."""
+    if camera is None or isinstance(camera, str):
+        return camera
+    return {
+        "source": "auto",
+        "state": camera.state,
+        "pitch_deg": _num(camera.pitch_deg, 3),
+        "yaw_deg": _num(camera.yaw_deg, 3),
+        "height_m": _num(camera.height_m, 3),
+        "height_source": camera.height_source,
+        "hfov_deg": _num(camera.hfov_deg, 2),
+        "focal_source": camera.focal_source,
+        "confidence": _num(camera.confidence, 3),
+        "frames_used": camera.frames_used,
+    }
+
+
 def _num(value: float | None, digits: int) -> float | None:
     """Rounded float, or None for None/NaN/inf (JSON has no NaN)."""
     if value is None or not np.isfinite(value):
@@ -50,7 +83,7 @@ def scene_json(scene: Scene, det_class_names: tuple[str, ...]) -> dict[str, Any]
     """The fused part of a frame record (see the schema file for units)."""
     ego = scene.ego_lane
     return {
-        "camera": scene.camera,
+        "camera": _camera_record(scene.camera),
         "ego_lane": None
         if ego is None
         else {
@@ -67,8 +100,11 @@ def scene_json(scene: Scene, det_class_names: tuple[str, ...]) -> dict[str, Any]
         "lanes": [
             {
                 "side": ln.side,
-                "coeffs_m": [_num(ln.coeffs[0], 4), _num(ln.coeffs[1], 6), _num(ln.coeffs[2], 7)],
-                "x_range_m": [_num(v, 2) for v in ln.x_range_m],
+                "coeffs_m": None
+                if ln.coeffs is None
+                else [_num(ln.coeffs[0], 4), _num(ln.coeffs[1], 6), _num(ln.coeffs[2], 7)],
+                "x_range_m": None if ln.x_range_m is None else [_num(v, 2) for v in ln.x_range_m],
+                "points_px": _rows_polyline(ln.points_image),
                 "style": ln.style,
                 "confidence": _num(ln.confidence, 3),
                 "smoothed": ln.smoothed,

@@ -274,23 +274,24 @@ LANE_STYLES = ("solid", "dashed", "unknown")
 
 @dataclass(frozen=True)
 class Lane:
-    """One lane line on the ground, in the vehicle frame (x forward, y left, metres; origin on the ground
-    below the camera).
+    """One lane line: on the ground in the vehicle frame (x forward, y left, metres; origin on the ground
+    below the camera) when a camera is known, and always in the image.
 
     Attributes:
         side: one of LANE_SIDES, relative to the ego lane.
         coeffs: (c0, c1, c2) of y(x) = c0 + c1 x + c2 x^2 in metres: c0 lateral position at the camera,
-            c1 the line's direction (tan of its angle to the vehicle's x axis), c2 half its curvature (1/m).
-        x_range_m: (near, far) forward distances (m) over which the line was seen.
+            c1 the line's direction (tan of its angle to the vehicle's x axis), c2 half its curvature (1/m);
+            None without a camera (the line is known in the image only).
+        x_range_m: (near, far) forward distances (m) over which the line was seen; None without a camera.
         style: one of LANE_STYLES (dashed: painted for less than ~60 % of its seen length).
         confidence: 0..1, from the length seen, the paint coverage and the fit residual.
-        points_image: float32 [K, 2], the fitted curve sampled in frame pixels (for drawing).
+        points_image: float32 [K, 2], the line in frame pixels (x, y), top to bottom.
         smoothed: True when the temporal filter filled in or corrected this line (not seen as-is in this frame).
     """
 
     side: str
-    coeffs: tuple[float, float, float]
-    x_range_m: tuple[float, float]
+    coeffs: tuple[float, float, float] | None
+    x_range_m: tuple[float, float] | None
     style: str = "unknown"
     confidence: float = 0.0
     points_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
@@ -301,15 +302,25 @@ class Lane:
             raise ValueError(f"Lane.side must be one of {LANE_SIDES}, got {self.side!r}")
         if self.style not in LANE_STYLES:
             raise ValueError(f"Lane.style must be one of {LANE_STYLES}, got {self.style!r}")
-        if len(self.coeffs) != 3 or not all(np.isfinite(self.coeffs)):
-            raise ValueError(f"Lane.coeffs must be 3 finite numbers, got {self.coeffs}")
+        if (self.coeffs is None) != (self.x_range_m is None):
+            raise ValueError("Lane.coeffs and Lane.x_range_m are both given (metres known) or both None")
+        if self.coeffs is not None:
+            if len(self.coeffs) != 3 or not all(np.isfinite(self.coeffs)):
+                raise ValueError(f"Lane.coeffs must be 3 finite numbers, got {self.coeffs}")
+            object.__setattr__(self, "coeffs", tuple(float(c) for c in self.coeffs))
+            object.__setattr__(self, "x_range_m", tuple(float(v) for v in self.x_range_m))
         pts = np.asarray(self.points_image, dtype=np.float32).reshape(-1, 2)
-        object.__setattr__(self, "coeffs", tuple(float(c) for c in self.coeffs))
-        object.__setattr__(self, "x_range_m", tuple(float(v) for v in self.x_range_m))
         object.__setattr__(self, "points_image", _readonly(pts))
 
+    @property
+    def in_metres(self) -> bool:
+        """True when the line is known on the ground (a camera was known), not only in the image."""
+        return self.coeffs is not None
+
     def y_at(self, x_m: np.ndarray | float) -> np.ndarray:
-        """Lateral position (m, left positive) of the line at forward distance(s) x_m."""
+        """Lateral position (m, left positive) of the line at forward distance(s) x_m (metric lanes only)."""
+        if self.coeffs is None:
+            raise ValueError("this lane is known in the image only (no camera): it has no metric position")
         c0, c1, c2 = self.coeffs
         x = np.asarray(x_m, dtype=np.float64)
         return c0 + c1 * x + c2 * x * x
@@ -382,24 +393,61 @@ class SceneObject:
             raise ValueError(f"SceneObject.distance_source must be ground, size or none, got {self.distance_source!r}")
 
 
+CAMERA_STATES = ("calibrating", "calibrated")
+
+
 @dataclass(frozen=True)
-class Scene:
-    """What fusion adds to a frame: lanes in metres, the ego lane, placed objects and warnings.
+class AutoCamera:
+    """The camera a run estimates for itself (``camera: auto``): where it stands and what it assumes.
 
     Attributes:
-        lanes: lane lines, ego_left / ego_right first when present.
-        ego_lane: None when neither ego line is seen nor held by the filter.
+        state: "calibrating" (no metric output yet: lanes in the image only) or "calibrated" (lanes in
+            metres, distances and warnings, all from the estimated camera).
+        pitch_deg, yaw_deg: mounting angles from the lane lines' vanishing point (positive: looks down /
+            turned left); None until measured.
+        height_m: above the road, from the lane-width prior; None until measured.
+        height_source: "lane width" (measured across the ego lane) or "prior" (no frame showed both lines).
+        hfov_deg: horizontal field of view used; ``focal_source`` says where it came from.
+        focal_source: "metadata:<tag>", "dashes" (from the dash period of the lane lines) or "prior".
+        confidence: 0..1, grows with the straight, consistent frames seen.
+        frames_used: frames whose lane lines went into the estimate.
+    """
+
+    state: str
+    pitch_deg: float | None
+    yaw_deg: float | None
+    height_m: float | None
+    height_source: str
+    hfov_deg: float
+    focal_source: str
+    confidence: float
+    frames_used: int
+
+    def __post_init__(self) -> None:
+        if self.state not in CAMERA_STATES:
+            raise ValueError(f"AutoCamera.state must be one of {CAMERA_STATES}, got {self.state!r}")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What fusion adds to a frame: lanes, the ego lane, placed objects and warnings.
+
+    Attributes:
+        lanes: lane lines, ego_left / ego_right first when present; in metres and in the image with a
+            camera, in the image only without one.
+        ego_lane: None when neither ego line is seen nor held by the filter (and without a metric camera).
         objects: tracked objects (confirmed tracks matched in this frame).
         warnings: active warnings, e.g. ("lane_departure_left", "forward_collision").
-        camera: name of the camera model used (its YAML ``name``), or None when none was given
-            (then no metric quantities: lanes and distances stay empty, tracks still come through).
+        camera: name of the camera model given (its YAML ``name``); an ``AutoCamera`` when the run
+            estimates its own; None when there is neither (then no metric quantities: lanes in the image
+            only, no distances; tracks still come through).
     """
 
     lanes: tuple[Lane, ...] = ()
     ego_lane: EgoLane | None = None
     objects: tuple[SceneObject, ...] = ()
     warnings: tuple[str, ...] = ()
-    camera: str | None = None
+    camera: str | AutoCamera | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from perception.config import (
     PreprocessConfig,
     RunnerConfig,
     from_dict,
+    is_auto_camera,
+    is_no_camera,
     load_config,
     resolve,
 )
@@ -82,7 +84,7 @@ def test_defaults():
     assert cfg == PipelineConfig()
     assert cfg.model is None
     assert cfg.backend == BackendConfig() and cfg.backend.providers == DEFAULT_PROVIDERS
-    assert cfg.preprocess == PreprocessConfig(camera=None, undistort=False, roi=None)
+    assert cfg.preprocess == PreprocessConfig(camera="auto", undistort=False, roi=None)
     assert cfg.postprocess == PostprocessConfig()
     assert cfg.output == OutputConfig() and cfg.runner == RunnerConfig()
     assert cfg.runner.queue_size == 8
@@ -284,7 +286,8 @@ def test_resolve(tmp_path):
 def test_shipped_pipeline_config_loads(path):
     cfg = load_config(path, PipelineConfig)
     assert isinstance(cfg, PipelineConfig)
-    camera = resolve(cfg.preprocess.camera, path)
+    keyword = is_auto_camera(cfg.preprocess.camera) or is_no_camera(cfg.preprocess.camera)
+    camera = None if keyword else resolve(cfg.preprocess.camera, path)
     if camera is not None:
         assert Path(camera).is_file(), f"{path}: preprocess.camera {cfg.preprocess.camera} not found"
         load_camera(camera)

@@ -301,7 +301,10 @@ def test_without_a_camera_tracks_still_come_through():
     f = fuser(camera=None)
     for i in range(5):
         scene = f.update(result(i, [project_box(CAMERA, 20.0 - i, 0.0), project_box(CAMERA, 30.0, 3.5)], [CAR, CAR]))
-        assert scene.camera is None and scene.lanes == () and scene.ego_lane is None and scene.warnings == ()
+        assert scene.camera is None and scene.ego_lane is None and scene.warnings == ()
+        # the lines are still found, named and typed, in the image only
+        assert [ln.side for ln in scene.lanes][:2] == ["ego_left", "ego_right"]
+        assert all(not ln.in_metres and len(ln.points_image) > 5 for ln in scene.lanes)
         assert sorted(o.track.track_id for o in scene.objects) == [1, 2]
         for o in scene.objects:
             assert o.distance_m is None and o.distance_sigma_m is None and o.ttc_s is None
@@ -426,6 +429,7 @@ def test_oracle_scene_eval_on_a_synthetic_clip(tmp_path):
         "ttc",
         "tracking",
         "tracking_within_60m",
+        "auto_camera",
     }
     assert (summary["clips"], summary["frames"]) == (1, 12)
     assert set(summary["ego_lane"]) >= {"frames_with_truth", "found_fraction", "median_offset_err_m"}

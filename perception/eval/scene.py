@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.camera import camera_from_dict
+from perception.camera import CameraModel, camera_from_dict
 from perception.data.base import Dataset
 from perception.data.sample import Sample
 from perception.eval.tracking import MotAccumulator
 from perception.fusion.scene import SceneFuser
 from perception.postprocess.nms import box_iou
-from perception.types import Detections, Frame, Letterbox, SceneResult, SegMap
+from perception.types import AutoCamera, Detections, Frame, Letterbox, SceneResult, SegMap
 
 RANGE_BUCKETS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, math.inf))
 LANE_MATCH_M = 0.4  # a predicted line matches a true one when their mean lateral gap is below this
@@ -78,6 +78,13 @@ class SceneMetrics:
     mot_near: MotAccumulator = field(default_factory=MotAccumulator)  # objects within NEAR_TRACKING_M
     frames: int = 0
     clips: int = 0
+    # camera: auto, over the scored frames: the estimate against the clip's true camera
+    auto_frames: int = 0
+    auto_calibrated: int = 0
+    pitch_err_deg: list[float] = field(default_factory=list)
+    yaw_err_deg: list[float] = field(default_factory=list)
+    height_rel_err: list[float] = field(default_factory=list)
+    hfov_err_deg: list[float] = field(default_factory=list)
 
     def merge(self, other: SceneMetrics) -> SceneMetrics:
         """Both runs pooled (several clip sets): errors concatenated, counts summed, clips kept as separate
@@ -144,6 +151,17 @@ class SceneMetrics:
             "ttc": {"n": len(self.ttc_err), "median_abs_err_s": med(self.ttc_err), "p90_abs_err_s": p90(self.ttc_err)},
             "tracking": mot.to_dict(),
             f"tracking_within_{NEAR_TRACKING_M:.0f}m": self.mot_near.result().to_dict(),
+            "auto_camera": None
+            if not self.auto_frames
+            else {
+                "calibrated_fraction": self.auto_calibrated / self.auto_frames,
+                "median_pitch_err_deg": med(self.pitch_err_deg),
+                "median_yaw_err_deg": med(self.yaw_err_deg),
+                "median_height_rel_err": med(self.height_rel_err),
+                "median_hfov_err_deg": med(self.hfov_err_deg),
+                "p90_pitch_err_deg": p90(self.pitch_err_deg),
+                "p90_yaw_err_deg": p90(self.yaw_err_deg),
+            },
         }
 
 
@@ -186,14 +204,19 @@ def clips_of(dataset: Dataset) -> Iterator[list[int]]:
         yield [i for _, i in sorted(groups[clip])]
 
 
-def evaluate_scene(dataset: Dataset, make_fuser, perceive=None, max_clips: int | None = None) -> SceneMetrics:
+def evaluate_scene(
+    dataset: Dataset, make_fuser, perceive=None, max_clips: int | None = None, score_after_s: float = 0.0
+) -> SceneMetrics:
     """Run fusion over every clip of ``dataset`` and compare with its truth.
 
     Args:
         dataset: a synthetic dataset's ``clips`` split.
-        make_fuser: camera → a fresh SceneFuser (one per clip).
+        make_fuser: the clip's true camera → a fresh SceneFuser (one per clip; a self-calibrating fuser
+            ignores it and is scored against it).
         perceive: (Frame) → SceneResult, e.g. a Pipeline; None = the oracle (true masks and boxes).
         max_clips: stop after this many clips.
+        score_after_s: frames before this time into each clip go through fusion but are not scored (a
+            self-calibrating camera's first seconds).
     """
     m = SceneMetrics()
     for n_clip, indices in enumerate(clips_of(dataset)):
@@ -215,10 +238,27 @@ def evaluate_scene(dataset: Dataset, make_fuser, perceive=None, max_clips: int |
             else:
                 result = perceive(Frame(k, t, sample.image, dataset.names[i]))
             scene = fuser.update(result)
+            if t < score_after_s:
+                continue
             m.frames += 1
             _score_lanes(m, meta, scene)
             _score_objects(m, meta, scene, history, t)
+            if isinstance(scene.camera, AutoCamera):
+                _score_auto_camera(m, camera_from_dict(meta["camera"], "meta"), scene.camera)
     return m
+
+
+def _score_auto_camera(m: SceneMetrics, truth: CameraModel, est: AutoCamera) -> None:
+    m.auto_frames += 1
+    if est.state != "calibrated":
+        return
+    m.auto_calibrated += 1
+    mt = truth.mounting
+    m.pitch_err_deg.append(est.pitch_deg - mt.pitch_deg)
+    m.yaw_err_deg.append(est.yaw_deg - mt.yaw_deg)
+    m.height_rel_err.append(est.height_m / mt.height_m - 1)
+    w = truth.image_size[0]
+    m.hfov_err_deg.append(est.hfov_deg - math.degrees(2 * math.atan(w / 2 / truth.K[0, 0])))
 
 
 def _score_lanes(m: SceneMetrics, meta: dict, scene) -> None:
@@ -242,7 +282,7 @@ def _score_lanes(m: SceneMetrics, meta: dict, scene) -> None:
         if len(pts) < 2 or abs(np.interp(LANE_PROBE_M[0], pts[:, 0], pts[:, 1])) > 8.0:
             continue
         gt_y.append(np.interp(probe, pts[:, 0], pts[:, 1]))
-    pred = [ln for ln in scene.lanes if abs(ln.y_at(LANE_PROBE_M[0])) <= 9.0]
+    pred = [ln for ln in scene.lanes if ln.in_metres and abs(ln.y_at(LANE_PROBE_M[0])) <= 9.0]
     gap = np.full((len(gt_y), len(pred)), np.inf)
     for a, gy in enumerate(gt_y):
         for b, ln in enumerate(pred):
@@ -329,4 +369,12 @@ def format_summary(name: str, s: dict) -> str:
         f"    objects within {NEAR_TRACKING_M:.0f} m: MOTA {near['mota']:.3f}, IDF1 {near['idf1']:.3f}, id switches "
         f"{near['idsw']} = {near['idsw_per_100']:.2f} per 100, recall {near['recall']:.3f}",
     ]
+    auto = s.get("auto_camera")
+    if auto:
+        lines.append(
+            f"  camera auto: calibrated on {auto['calibrated_fraction']:.0%} of the scored frames; median |error| "
+            f"pitch {f(auto['median_pitch_err_deg'], '.2f')} deg (p90 {f(auto['p90_pitch_err_deg'], '.2f')}), "
+            f"yaw {f(auto['median_yaw_err_deg'], '.2f')} deg (p90 {f(auto['p90_yaw_err_deg'], '.2f')}), "
+            f"height {f(auto['median_height_rel_err'], '.1%')}, hfov {f(auto['median_hfov_err_deg'], '.1f')} deg"
+        )
     return "\n".join(lines)

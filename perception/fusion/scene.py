@@ -21,9 +21,11 @@ import numpy as np
 
 from perception.camera import CameraModel
 from perception.errors import ConfigError
+from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
+from perception.fusion.self_calibration import SelfCalibration
 from perception.fusion.tracking import ByteTracker
 from perception.postprocess.lanes import LaneEstimator, LaneFilter, LaneSettings
-from perception.types import EgoLane, Lane, Scene, SceneObject, SceneResult, Track
+from perception.types import AutoCamera, EgoLane, Lane, Scene, SceneObject, SceneResult, Track
 
 # Typical heights (m) for the size-based fallback; a sign is its plate (signs stand on poles, off the road).
 CLASS_HEIGHT_M = {"car": 1.5, "pedestrian": 1.7, "cyclist": 1.7, "traffic_sign": 0.7}
@@ -125,8 +127,9 @@ class SceneFuser:
 
     Args:
         det_classes, seg_classes: the model's class names (lane and drivable ids are looked up by name).
-        camera: camera model at any resolution of the frame's aspect ratio (scaled on the first frame),
-            or None: then only tracking runs (no metric lanes or distances).
+        camera: camera model at any resolution of the frame's aspect ratio (scaled on the first frame);
+            a ``SelfCalibration`` to estimate one from the lane lines while driving (lanes in the image
+            until it is calibrated); or None: lanes in the image only, no distances.
         undistorted_frame: preprocessing undistorts frames (their pixels are then pinhole pixels).
         tracker: the multi-object tracker (a ByteTracker by default).
         lane_settings, lane_filter: the lane search and ego-lane filter.
@@ -138,7 +141,7 @@ class SceneFuser:
         self,
         det_classes: tuple[str, ...],
         seg_classes: tuple[str, ...],
-        camera: CameraModel | None,
+        camera: CameraModel | SelfCalibration | None,
         undistorted_frame: bool = False,
         tracker: ByteTracker | None = None,
         lane_settings: LaneSettings | None = None,
@@ -148,7 +151,9 @@ class SceneFuser:
     ):
         self.det_classes = tuple(det_classes)
         self.seg_classes = tuple(seg_classes)
-        self.camera_base = camera
+        self.auto_camera = camera if isinstance(camera, SelfCalibration) else None
+        self.camera_base = None if self.auto_camera is not None else camera
+        self._auto_revision = 0
         self.undistorted_frame = undistorted_frame
         self.tracker = tracker or ByteTracker()
         self.lane_settings = lane_settings or LaneSettings()
@@ -167,6 +172,10 @@ class SceneFuser:
 
     def reset(self) -> None:
         self.tracker.reset()
+        if self.auto_camera is not None:
+            self.auto_camera.reset()
+            self._auto_revision = 0
+            self._camera = self._lanes = None
         if self._lanes is not None:
             self._lanes.reset()  # the filter and the previous frame's line positions
         else:
@@ -176,6 +185,8 @@ class SceneFuser:
         self._fcw_on = False
 
     def _camera_for(self, frame_size: tuple[int, int]) -> CameraModel | None:
+        if self.auto_camera is not None:
+            return self._auto_camera_for()
         if self.camera_base is None:
             return None
         if frame_size != self._frame_size:
@@ -191,17 +202,44 @@ class SceneFuser:
                 )
         return self._camera
 
+    def _auto_camera_for(self) -> CameraModel | None:
+        """The self-calibrated camera (None while calibrating); what is derived from it follows each revision."""
+        auto = self.auto_camera
+        if auto.revision != self._auto_revision:
+            self._auto_revision = auto.revision
+            self._camera = auto.camera
+            if self.lane_class is not None:
+                # The filter's state carries over: a revision refines the camera, the lane is the same.
+                self._lanes = LaneEstimator(
+                    self._camera, self.undistorted_frame, self.lane_class, self.lane_settings, self.lane_filter
+                )
+        return self._camera
+
+    def _image_lanes(self, result: SceneResult) -> list[Lane]:
+        """Lanes in the image (no camera, or one still calibrating), fed to the self-calibration."""
+        lines = find_image_lines(result.seg, result.letterbox, self.lane_class)
+        sides = name_image_lines(lines, result.frame_size)
+        if self.auto_camera is not None:
+            edges = find_road_edges(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
+            self.auto_camera.update(lines, sides, result.frame_size, result.timestamp_s, edges)
+        return image_lanes(lines, sides, result.frame_size)
+
     def check_frame_size(self, frame_size: tuple[int, int]) -> None:
         """Raise ConfigError now (before a run starts) if the camera cannot describe frames of this size."""
         self._camera_for(frame_size)
 
     def update(self, result: SceneResult) -> Scene:
+        lanes: list[Lane] = []
+        image_only: list[Lane] = []
+        if self.camera_base is None and self.lane_class is not None and result.seg is not None:
+            image_only = self._image_lanes(result)
         camera = self._camera_for(result.frame_size)
         tracks = self.tracker.update(result.detections, result.timestamp_s)
-        lanes: list[Lane] = []
         ego: EgoLane | None = None
         if camera is not None and self._lanes is not None and result.seg is not None:
             lanes, ego = self._lanes.update(result.seg, result.letterbox, result.timestamp_s)
+        else:
+            lanes = image_only
         objects = [self._place(t, camera, result, lanes, ego) for t in tracks]
         held = self.tracker.live_ids()  # includes every track reported this frame
         for tid in [k for k in self._ranges if k not in held]:
@@ -216,8 +254,13 @@ class SceneFuser:
             ego_lane=ego,
             objects=tuple(objects),
             warnings=tuple(warnings),
-            camera=camera.name if camera is not None else None,
+            camera=self._camera_record(camera),
         )
+
+    def _camera_record(self, camera: CameraModel | None) -> str | AutoCamera | None:
+        if self.auto_camera is not None:
+            return self.auto_camera.state
+        return camera.name if camera is not None else None
 
     def _place(
         self, track: Track, camera: CameraModel | None, result: SceneResult, lanes: list[Lane], ego: EgoLane | None

@@ -53,6 +53,10 @@ class SynthOptions:
     hfov_deg: tuple[float, float] = (50.0, 75.0)
     height_m: tuple[float, float] = (1.15, 1.7)
     pitch_deg: tuple[float, float] = (-0.5, 4.0)
+    yaw_deg: tuple[float, float] | None = None  # None: normal, sigma 1 deg
+    roll_deg: tuple[float, float] | None = None  # None: normal, sigma 0.7 deg
+    markings: str = "any"  # "us": every road has US markings (3 m dashes every 12 m)
+    principal_jitter: bool = True  # False: the principal point at the image centre
     effects: EffectOptions = field(default_factory=EffectOptions)
 
 
@@ -60,8 +64,8 @@ def sample_camera(rng: np.random.Generator, opts: SynthOptions) -> CameraModel:
     """A dashcam: random field of view, mounting height, pitch, and a little roll and yaw."""
     w, h = opts.size
     f = (w / 2) / np.tan(np.radians(rng.uniform(*opts.hfov_deg)) / 2)
-    cx = (w - 1) / 2 + rng.normal(0, 0.01 * w)
-    cy = (h - 1) / 2 + rng.normal(0, 0.02 * h)
+    cx = (w - 1) / 2 + rng.normal(0, 0.01 * w) * opts.principal_jitter
+    cy = (h - 1) / 2 + rng.normal(0, 0.02 * h) * opts.principal_jitter
     return CameraModel(
         image_size=(w, h),
         camera_matrix=((float(f), 0.0, float(cx)), (0.0, float(f), float(cy)), (0.0, 0.0, 1.0)),
@@ -69,8 +73,8 @@ def sample_camera(rng: np.random.Generator, opts: SynthOptions) -> CameraModel:
         mounting=Mounting(
             height_m=float(rng.uniform(*opts.height_m)),
             pitch_deg=float(rng.uniform(*opts.pitch_deg)),
-            yaw_deg=float(rng.normal(0, 1.0)),
-            roll_deg=float(rng.normal(0, 0.7)),
+            yaw_deg=float(rng.normal(0, 1.0) if opts.yaw_deg is None else rng.uniform(*opts.yaw_deg)),
+            roll_deg=float(rng.normal(0, 0.7) if opts.roll_deg is None else rng.uniform(*opts.roll_deg)),
         ),
     )
 
@@ -240,7 +244,9 @@ def synth_frames(n: int, seed: int = 0, opts: SynthOptions = SynthOptions(), sta
     """``n`` independent frames; frame i depends only on (seed, i), so ranges can be made in parallel."""
     for i in range(start, start + n):
         rng = np.random.default_rng([seed, i])
-        world = sample_world(rng, density=opts.density, night_p=opts.night_p, weather_p=opts.weather_p)
+        world = sample_world(
+            rng, density=opts.density, markings=opts.markings, night_p=opts.night_p, weather_p=opts.weather_p
+        )
         camera = sample_camera(rng, opts)
         maker = FrameMaker(camera, draw_effects(rng, world, opts.effects))
         yield maker.make(world, f"{seed:04d}_{i:06d}", rng)
@@ -252,7 +258,12 @@ def synth_clip(
     """One coherent clip: the ego car drives along one world; camera and effects fixed for the clip."""
     rng = np.random.default_rng([seed, 1_000_000 + clip])
     world = sample_world(
-        rng, length_m=400 + n_frames * 3.0, density=opts.density, night_p=opts.night_p, weather_p=opts.weather_p
+        rng,
+        length_m=400 + n_frames * 3.0,
+        density=opts.density,
+        markings=opts.markings,
+        night_p=opts.night_p,
+        weather_p=opts.weather_p,
     )
     camera = sample_camera(rng, opts)
     draw = draw_effects(rng, world, opts.effects)

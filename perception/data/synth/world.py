@@ -237,7 +237,8 @@ def sample_curvature(rng: np.random.Generator, length_m: float, curvy: float) ->
     return k
 
 
-def sample_layout(rng: np.random.Generator) -> RoadLayout:
+def sample_layout(rng: np.random.Generator, markings: str = "any") -> RoadLayout:
+    """A random road; ``markings`` "us" makes it US-marked (3 m dashes every 12 m, yellow centre line)."""
     style = rng.choice(["highway", "urban", "rural"], p=[0.35, 0.4, 0.25])
     n_lanes = int(rng.choice([1, 2, 3, 4], p=[0.1, 0.4, 0.25, 0.25]))
     if style == "highway":
@@ -249,7 +250,7 @@ def sample_layout(rng: np.random.Generator) -> RoadLayout:
     else:
         n_oncoming = int(rng.integers(0, n_lanes // 2 + 1)) if rng.random() < 0.7 else 0
         lane_width = rng.uniform(2.9, 3.6)
-    us = rng.random() < 0.5  # US convention: yellow centre line; else all white
+    us = rng.random() < 0.5 or markings == "us"  # US convention: yellow centre line; else all white
     dash, period = (3.0, 12.0) if us else (rng.choice([3.0, 4.5, 6.0]), rng.choice([9.0, 12.0, 15.0]))
     wear = float(rng.choice([0.0, rng.uniform(0.1, 0.6)], p=[0.5, 0.5]))
     width = float(rng.uniform(0.1, 0.2))
@@ -507,9 +508,11 @@ def sample_agents(
     return tuple(agents)
 
 
-def sample_world(rng: np.random.Generator, length_m: float = 400.0, density: float = 1.0, **env_kw) -> World:
+def sample_world(
+    rng: np.random.Generator, length_m: float = 400.0, density: float = 1.0, markings: str = "any", **env_kw
+) -> World:
     """One random world; the ego car starts 30 m into the road in a lane of its own direction."""
-    layout = sample_layout(rng)
+    layout = sample_layout(rng, markings)
     center = Centerline.from_curvature(sample_curvature(rng, length_m, curvy=float(rng.uniform(0.2, 0.8))))
     lane = int(rng.integers(layout.n_oncoming, layout.n_lanes))
     ego_s = 30.0

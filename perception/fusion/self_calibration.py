@@ -1,0 +1,361 @@
+"""Online self-calibration (``camera: auto``): a camera model estimated from the lane lines while driving.
+
+Like openpilot's calibration, it needs no chessboard and no setup, only straight driving between painted
+lines. What it assumes (the priors) and how it measures:
+
+- intrinsics: a pinhole with the principal point at the image centre, no lens distortion; the focal length
+  from the file's metadata when it has one, else from the lane dashes (their period on the road is a
+  prior: 12 m, the US 40 ft cycle), else from a dashcam field-of-view prior (70 degrees horizontal);
+- pitch and yaw: from the median vanishing point over straight frames; a frame's vanishing point is where
+  the near parts of its lines leaning left and right cross (lane paint, and the road's own borders where it
+  has no edge paint); roll 0;
+- height: the one that makes the ego lane ``lane_width_m`` wide (ground distances across the road grow
+  linearly with the camera height), from frames that show both ego lines; without such frames a dashcam
+  prior (1.4 m).
+
+``update`` takes each frame's image lines; ``state`` says where the estimate stands; ``camera`` is the
+estimated camera once calibrated (None before). The estimate keeps improving over a sliding window;
+``revision`` changes when the camera changed enough for fusion to rebuild what it derived from it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from perception.calibration import LaneLine, _angles, _intersect, _mad
+from perception.camera import CameraModel, Mounting
+from perception.camera_metadata import FocalHint
+from perception.fusion.image_lanes import ImageLine
+from perception.types import AutoCamera
+
+
+@dataclass(frozen=True)
+class AutoCameraSettings:
+    """Priors and thresholds of the self-calibration (see the module docstring).
+
+    Attributes:
+        hfov_deg: horizontal field of view assumed when neither metadata nor dashes give the focal length.
+        height_m: camera height assumed while no frame has shown both ego lines.
+        lane_width_m: ego lane width (between line centres) that sets the camera height.
+        dash_period_m: length of one dash plus one gap on the road (US 40 ft: 12.2 m); None: do not
+            estimate the focal length from dashes.
+        min_frames, min_seconds: straight, confident frames and time span before the estimate is used.
+        window_frames: the estimate is the median over the last this many usable frames.
+        max_spread_deg: the vanishing point's spread (MAD, as an angle) above which the run keeps calibrating.
+        min_dash_frames: frames with a measured dash period before the dashes set the focal length.
+    """
+
+    hfov_deg: float = 70.0
+    height_m: float = 1.4
+    lane_width_m: float = 3.6
+    dash_period_m: float | None = 12.0
+    min_frames: int = 60
+    min_seconds: float = 4.0
+    window_frames: int = 900
+    max_spread_deg: float = 0.6
+    min_dash_frames: int = 15
+
+
+# A line takes part when it is this confident, bends less than this fraction of the frame width between
+# its ends (a curve moves the chords' crossing) and leans at least this much (|dx/dy|: a near-vertical line
+# crosses the others at a poorly defined point).
+MIN_LINE_CONFIDENCE = 0.15
+MAX_BEND_FRACTION = 0.006
+MIN_LEAN = 0.2
+# Rows used to measure the lane width: from this fraction of the way from the vanishing point down to the
+# bottom (near the vanishing point a pixel spans metres of road).
+WIDTH_ROWS = np.linspace(0.4, 1.0, 7)
+# The dash pattern is read between these forward distances (nearer: hidden by the bonnet or cut by the
+# frame; farther: a dash is a few rows tall).
+DASH_RANGE_M = (6.0, 36.0)
+DASH_BIN_M = 0.25
+RECOMPUTE_EVERY = 10  # frames between recomputations of the height and focal length (medians over the window)
+
+
+@dataclass
+class _Frame:
+    t: float
+    vp: tuple[float, float]
+    ego: tuple[LaneLine, LaneLine] | None  # the ego lane's two lines (their near chords) when both were seen
+    dashes: list[ImageLine]  # dashed ego lines
+
+
+def _weighted_median(values: list[float], weights: list[float]) -> float:
+    order = np.argsort(values)
+    v, wt = np.asarray(values)[order], np.asarray(weights)[order]
+    return float(v[np.searchsorted(np.cumsum(wt), 0.5 * wt.sum())])
+
+
+def _focal_px(hfov_deg: float, width: int) -> float:
+    return (width / 2) / math.tan(math.radians(hfov_deg) / 2)
+
+
+def _hfov_deg(focal_px: float, width: int) -> float:
+    return math.degrees(2 * math.atan((width / 2) / focal_px))
+
+
+class SelfCalibration:
+    """The camera estimated from the lane lines of the frames seen so far (one per stream).
+
+    Args:
+        settings: priors and thresholds.
+        focal_hint: focal length from the file's metadata; it wins over the dashes and the prior.
+    """
+
+    def __init__(self, settings: AutoCameraSettings = AutoCameraSettings(), focal_hint: FocalHint | None = None):
+        self.settings = settings
+        self.focal_hint = focal_hint
+        self.reset()
+
+    def reset(self) -> None:
+        self._frames: deque[_Frame] = deque(maxlen=self.settings.window_frames)
+        self._frame_size: tuple[int, int] | None = None
+        self._first_t: float | None = None
+        self._since_recompute = RECOMPUTE_EVERY
+        self._focal: float | None = None
+        self._focal_source = "prior"
+        self._dash_focals: deque[float] = deque(maxlen=self.settings.window_frames)
+        self._height: float | None = None
+        self._height_source = "prior"
+        self._camera: CameraModel | None = None
+        self.revision = 0
+
+    # -- per frame
+
+    def update(
+        self,
+        lines: list[ImageLine],
+        sides: list[str],
+        frame_size: tuple[int, int],
+        timestamp_s: float,
+        road_edges: list[ImageLine] = (),
+    ) -> None:
+        """Fold in one frame's paint lines (``sides``: their names, row-aligned) and the road's borders;
+        ``frame_size`` (H, W)."""
+        if frame_size != self._frame_size:
+            self.reset()
+            self._frame_size = frame_size
+            self._focal = self._initial_focal(frame_size[1])
+        frame = self._usable(lines, sides, list(road_edges), frame_size, timestamp_s)
+        if frame is not None:
+            if self._first_t is None:
+                self._first_t = timestamp_s
+            self._frames.append(frame)
+        self._since_recompute += 1
+        if self._since_recompute >= RECOMPUTE_EVERY and len(self._frames) >= 5:
+            self._recompute()
+
+    def _initial_focal(self, width: int) -> float:
+        if self.focal_hint is not None:
+            self._focal_source = f"metadata:{self.focal_hint.source}"
+            return _focal_px(self.focal_hint.hfov_deg, width)
+        self._focal_source = "prior"
+        return _focal_px(self.settings.hfov_deg, width)
+
+    def _usable(
+        self, lines: list[ImageLine], sides: list[str], edges: list[ImageLine], frame_size: tuple[int, int], t: float
+    ) -> _Frame | None:
+        h, w = frame_size
+
+        def good(ln: ImageLine) -> bool:
+            return ln.confidence >= MIN_LINE_CONFIDENCE and ln.bend_px() <= MAX_BEND_FRACTION * w
+
+        chords = [LaneLine(*ln.straight_part()) for ln in lines + edges if good(ln)]
+        weights = [ln.confidence for ln in lines + edges if good(ln)]
+        lefts = [(c, wt) for c, wt in zip(chords, weights, strict=True) if c.slope < -MIN_LEAN]
+        rights = [(c, wt) for c, wt in zip(chords, weights, strict=True) if c.slope > MIN_LEAN]
+        crossings, cw = [], []
+        for lc, lw in lefts:
+            for rc, rw in rights:
+                vp = _intersect(lc, rc)
+                # seen from the road, lines on the left lean right towards the horizon and vice versa: they
+                # cross above the rows where they are seen, inside (or near) the frame
+                if vp is not None and -0.25 * w < vp[0] < 1.25 * w and -0.5 * h < vp[1] < 0.75 * h:
+                    crossings.append(vp)
+                    cw.append(lw * rw)
+        if not crossings:
+            return None
+        vp = (_weighted_median([c[0] for c in crossings], cw), _weighted_median([c[1] for c in crossings], cw))
+        named = dict(zip(sides, lines, strict=True))
+        ego = None
+        left, right = named.get("ego_left"), named.get("ego_right")
+        if left is not None and right is not None and good(left) and good(right):
+            lc, rc = LaneLine(*left.straight_part()), LaneLine(*right.straight_part())
+            if lc.slope < 0 < rc.slope:
+                ego = (lc, rc)
+        dashes = [ln for ln in (left, right) if ln is not None and ln.style == "dashed" and len(ln.painted_rows)]
+        return _Frame(t, vp, ego, dashes)
+
+    # -- the estimate
+
+    def _trial_camera(self, focal: float, vp: tuple[float, float], height: float) -> CameraModel:
+        h, w = self._frame_size
+        k = ((focal, 0.0, (w - 1) / 2), (0.0, focal, (h - 1) / 2), (0.0, 0.0, 1.0))
+        base = CameraModel(name="auto", image_size=(w, h), camera_matrix=k, dist_coeffs=())
+        pitch, yaw = (float(a) for a in _angles(base, np.array(vp[0]), np.array(vp[1])))
+        return CameraModel(
+            name="auto",
+            image_size=(w, h),
+            camera_matrix=k,
+            dist_coeffs=(),
+            mounting=Mounting(height_m=height, pitch_deg=pitch, yaw_deg=yaw, roll_deg=0.0),
+        )
+
+    def _vanishing_point(self) -> tuple[float, float]:
+        vps = np.array([f.vp for f in self._frames])
+        return float(np.median(vps[:, 0])), float(np.median(vps[:, 1]))
+
+    def _recompute(self) -> None:
+        self._since_recompute = 0
+        h, w = self._frame_size
+        vp = self._vanishing_point()
+        if self.focal_hint is None and self.settings.dash_period_m is not None:
+            self._measure_dashes(vp)
+            if len(self._dash_focals) >= self.settings.min_dash_frames:
+                self._focal = float(np.median(self._dash_focals))
+                self._focal_source = "dashes"
+        unit = self._trial_camera(self._focal, vp, 1.0)
+        rows = vp[1] + (h - 1 - vp[1]) * WIDTH_ROWS
+        widths = []
+        for f in self._frames:
+            if f.ego is None:
+                continue
+            left, right = f.ego
+            pix = np.concatenate([np.stack([left.x_at(rows), rows], 1), np.stack([right.x_at(rows), rows], 1)])
+            ground = unit.image_to_ground(pix)
+            lateral = ground[: len(rows), 1] - ground[len(rows) :, 1]
+            lateral = lateral[np.isfinite(lateral) & (lateral > 0)]
+            if len(lateral):
+                widths.append(float(np.median(lateral)))
+        if len(widths) >= min(10, self.settings.min_frames):
+            self._height = self.settings.lane_width_m / float(np.median(widths))
+            self._height_source = "lane width"
+        else:
+            self._height = self.settings.height_m
+            self._height_source = "prior"
+        if self._calibrated():
+            camera = self._trial_camera(self._focal, vp, self._height)
+            if self._camera is None or _moved(self._camera, camera):
+                self._camera = camera
+                self.revision += 1
+
+    def _measure_dashes(self, vp: tuple[float, float]) -> None:
+        """The dash period of each new frame's dashed ego lines, measured on the ground with the current
+        camera: a camera whose focal length is k times too long reads road lengths k times too long, so
+        the prior period over the measured one scales the focal length."""
+        camera = self._trial_camera(self._focal, vp, self._height or 1.3)
+        for f in list(self._frames)[-RECOMPUTE_EVERY:]:
+            for line in f.dashes:
+                period = dash_period_on_ground(line, line.painted_rows, camera)
+                if period is not None:
+                    self._dash_focals.append(self._focal * self.settings.dash_period_m / period)
+
+    def _spread_deg(self) -> float:
+        vps = np.array([f.vp for f in self._frames])
+        return math.degrees(math.atan(max(_mad(vps[:, 0]), _mad(vps[:, 1])) / self._focal))
+
+    def _calibrated(self) -> bool:
+        s = self.settings
+        if len(self._frames) < s.min_frames or self._height is None:
+            return False
+        if self._frames[-1].t - self._first_t < s.min_seconds:
+            return False
+        return self._spread_deg() <= s.max_spread_deg
+
+    @property
+    def camera(self) -> CameraModel | None:
+        """The estimated camera at frame resolution once calibrated; None while calibrating."""
+        return self._camera
+
+    @property
+    def state(self) -> AutoCamera:
+        s = self.settings
+        width = self._frame_size[1] if self._frame_size else None
+        hfov = _hfov_deg(self._focal, width) if self._focal and width else s.hfov_deg
+        n = len(self._frames)
+        pitch = yaw = None
+        if n >= 5 and self._focal:
+            cam = self._trial_camera(self._focal, self._vanishing_point(), 1.0)
+            pitch, yaw = cam.mounting.pitch_deg, cam.mounting.yaw_deg
+        confidence = 0.0
+        if n >= 5:
+            confidence = min(1.0, n / (2 * s.min_frames)) * math.exp(-self._spread_deg() / s.max_spread_deg)
+        return AutoCamera(
+            state="calibrated" if self._camera is not None else "calibrating",
+            pitch_deg=pitch,
+            yaw_deg=yaw,
+            height_m=self._height,
+            height_source=self._height_source,
+            hfov_deg=hfov,
+            focal_source=self._focal_source,
+            confidence=float(confidence),
+            frames_used=n,
+        )
+
+
+def _moved(a: CameraModel, b: CameraModel) -> bool:
+    """Whether the estimate moved enough to rebuild what fusion derived from the camera."""
+    ma, mb = a.mounting, b.mounting
+    return (
+        abs(ma.pitch_deg - mb.pitch_deg) > 0.05
+        or abs(ma.yaw_deg - mb.yaw_deg) > 0.05
+        or abs(ma.height_m - mb.height_m) > 0.01 * ma.height_m
+        or abs(a.K[0, 0] - b.K[0, 0]) > 0.01 * a.K[0, 0]
+    )
+
+
+def dash_period_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> float | None:
+    """Period (m) of a dashed line's paint along the road, read with ``camera``; None when the pattern
+    does not repeat clearly within ``DASH_RANGE_M``.
+
+    The painted rows map to forward distances; the paint's presence in 0.25 m bins is autocorrelated and
+    the first clear peak is the period.
+    """
+    rows = np.unique(np.asarray(rows, np.int64))
+    if len(rows) < 4:
+        return None
+    pix = np.stack([line.x_at(rows.astype(np.float64)), rows.astype(np.float64)], 1)
+    x = camera.image_to_ground(pix)[:, 0]
+    lo, hi = DASH_RANGE_M
+    bins = np.arange(lo, hi + DASH_BIN_M, DASH_BIN_M)
+    # Every bin between seen rows: a row far away covers more than a bin, so mark the span to the next row.
+    row_all = np.arange(int(line.y_range[0]), int(line.y_range[1]) + 1)
+    x_all = camera.image_to_ground(np.stack([line.x_at(row_all.astype(np.float64)), row_all], 1).astype(np.float64))[
+        :, 0
+    ]
+    ok = np.isfinite(x_all)
+    if ok.sum() < 4:
+        return None
+    seen_lo, seen_hi = max(lo, float(np.nanmin(x_all[ok]))), min(hi, float(np.nanmax(x_all[ok])))
+    if seen_hi - seen_lo < 2.2 * 8.0:  # at least about two periods of the shortest pattern in view
+        return None
+    painted = np.zeros(len(bins) - 1, bool)
+    x = x[np.isfinite(x)]
+    painted[np.clip(np.searchsorted(bins, x) - 1, 0, len(painted) - 1)[(x >= lo) & (x < hi)]] = True
+    # fill bins between two painted rows one row apart (far rows span several bins)
+    order = np.sort(x[(x >= lo) & (x < hi)])
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if b - a < 1.0:
+            painted[int((a - lo) / DASH_BIN_M) : int((b - lo) / DASH_BIN_M) + 1] = True
+    view = slice(int((seen_lo - lo) / DASH_BIN_M), int((seen_hi - lo) / DASH_BIN_M))
+    signal = painted[view].astype(np.float64)
+    if len(signal) < 20 or not 0.1 < signal.mean() < 0.7:
+        return None
+    signal -= signal.mean()
+    n = len(signal)
+    lags = np.arange(int(6.0 / DASH_BIN_M), int(min(20.0, 0.6 * n * DASH_BIN_M) / DASH_BIN_M))
+    if len(lags) < 3:
+        return None
+    denom = float(signal @ signal)
+    ac = np.array([float(signal[:-k] @ signal[k:]) / denom * n / (n - k) for k in lags])
+    best = int(np.argmax(ac))
+    if ac[best] < 0.3 or best in (0, len(lags) - 1):
+        return None
+    # parabolic interpolation around the peak
+    a, b, c = ac[best - 1], ac[best], ac[best + 1]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
+    return float((lags[best] + shift) * DASH_BIN_M)

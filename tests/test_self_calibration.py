@@ -1,0 +1,183 @@
+"""Lanes in image space and the online self-calibration (camera: auto), on roads rendered through a known
+camera (tests/road_scene.py), so every estimate has an exact truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from road_scene import DRIVABLE, LANE, SEG_CLASSES, identity_letterbox, lane_lines, make_camera, render_road, seg_map
+
+from perception.camera import Mounting
+from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
+from perception.fusion.scene import SceneFuser
+from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration, dash_period_on_ground
+from perception.sinks import scene_json
+from perception.types import Detections, SceneResult, SegMap
+
+H, W = 360, 640
+FPS = 10.0
+LB = identity_letterbox(H, W)
+ROAD = np.array([DRIVABLE, LANE], np.uint8)
+
+
+def camera(pitch=1.5, yaw=-1.0, height=1.35, focal=420.0):
+    cam = make_camera(W, H)
+    k = ((focal, 0.0, (W - 1) / 2), (0.0, focal, (H - 1) / 2), (0.0, 0.0, 1.0))
+    return dataclasses.replace(
+        cam, camera_matrix=k, mounting=Mounting(height_m=height, pitch_deg=pitch, yaw_deg=yaw, roll_deg=0.0)
+    )
+
+
+def truth_x(cam, coeffs, rows):
+    """x (frame px) of the ground line y(x) = c0 + c1 x + c2 x^2 at image ``rows``."""
+    x = np.linspace(3.0, 200.0, 4000)
+    y = coeffs[0] + coeffs[1] * x + coeffs[2] * x * x
+    uv, _ = cam.project(np.column_stack([x, y, np.zeros_like(x)]))
+    order = np.argsort(uv[:, 1])
+    return np.interp(rows, uv[order, 1], uv[order, 0])
+
+
+def drive(cam, seconds, offset=lambda t: 0.25 * math.sin(t), dashed=(True, False), phase_speed=20.0, lines=None):
+    """Frames (seg, t) of driving along a straight two-line road at ``phase_speed`` m/s."""
+    for k in range(int(seconds * FPS)):
+        t = k / FPS
+        road_lines = lines if lines is not None else lane_lines(offset(t), width_m=3.6)
+        mask = render_road(cam, road_lines, dashed=list(dashed), dash_phase_m=(phase_speed * t) % 12.0)
+        yield seg_map(mask), t
+
+
+# --------------------------------------------------------------------------------------------------------
+# Lanes in image space, without any camera.
+
+
+def test_image_lines_follow_the_painted_lines_and_are_named_by_side():
+    cam = camera()
+    truth = lane_lines(0.3, width_m=3.6, n_left=1, n_right=1)  # left to right: next_left .. next_right
+    mask = render_road(cam, truth, dashed=[False, True, False, True], x_range_m=(4.0, 60.0))
+    lines = find_image_lines(seg_map(mask), LB, LANE)
+    sides = name_image_lines(lines, (H, W))
+    assert sides == ["next_left", "ego_left", "ego_right", "next_right"]
+    for line, coeffs in zip(lines, truth, strict=True):
+        top, bottom = line.y_range
+        rows = np.linspace(top + 0.2 * (bottom - top), bottom, 6)
+        assert np.abs(line.x_at(rows) - truth_x(cam, coeffs, rows)).max() < 2.0, "within 2 px of the paint"
+    # the outer right line leaves the frame at its side: too few rows to be sure of its pattern
+    assert [ln.style for ln in lines][:3] == ["solid", "dashed", "solid"] and lines[3].style in ("dashed", "unknown")
+
+
+def test_image_lanes_carry_rows_every_10_px_and_no_metres():
+    lines = find_image_lines(seg_map(render_road(camera(), lane_lines(0.0, width_m=3.6))), LB, LANE)
+    lanes = image_lanes(lines, name_image_lines(lines, (H, W)), (H, W))
+    assert [ln.side for ln in lanes] == ["ego_left", "ego_right"]
+    for ln in lanes:
+        assert ln.coeffs is None and ln.x_range_m is None and not ln.in_metres
+        rows = ln.points_image[:, 1]
+        assert np.all(rows % 10 == 0) and np.all(np.diff(rows) == 10) and rows[-1] >= H - 10
+        with pytest.raises(ValueError, match="image only"):
+            ln.y_at(10.0)
+
+
+def test_no_paint_no_lines_and_crossing_paint_is_not_a_line():
+    empty = np.full((H, W), DRIVABLE, np.uint8)
+    assert find_image_lines(seg_map(empty), LB, LANE) == []
+    stop_line = empty.copy()
+    stop_line[300:306, 100:540] = LANE  # a stop line across the lane: horizontal, not a lane line
+    assert find_image_lines(seg_map(stop_line), LB, LANE) == []
+
+
+def test_road_edges_without_paint_meet_at_the_vanishing_point():
+    cam = camera()
+    mask = render_road(cam, [], drivable_m=4.0)
+    edges = find_road_edges(seg_map(mask), LB, ROAD)
+    assert len(edges) == 2
+    (lm, lk), (rm, rk) = (e.straight_part() for e in edges)
+    y = (rk - lk) / (lm - rm)
+    vp_true, _ = cam.project(np.array([[1e5, 0.0, 0.0]]))
+    assert abs(lm * y + lk - vp_true[0, 0]) < 3 and abs(y - vp_true[0, 1]) < 3
+
+
+# --------------------------------------------------------------------------------------------------------
+# The self-calibration.
+
+
+def test_dash_period_read_on_the_ground_is_the_painted_one():
+    cam = camera(pitch=0.0, yaw=0.0)  # level: ground distances scale exactly with the focal length
+    lines = find_image_lines(seg_map(render_road(cam, lane_lines(0.0, 3.6), dashed=[True, True])), LB, LANE)
+    periods = [dash_period_on_ground(ln, ln.painted_rows, cam) for ln in lines]
+    assert all(p == pytest.approx(12.0, rel=0.04) for p in periods), periods
+    # the same paint read with a camera of a 20 % longer focal length: 20 % longer on the road
+    longer = dataclasses.replace(cam, camera_matrix=((504.0, 0, (W - 1) / 2), (0, 504.0, (H - 1) / 2), (0, 0, 1)))
+    assert dash_period_on_ground(lines[0], lines[0].painted_rows, longer) == pytest.approx(14.4, rel=0.06)
+
+
+@pytest.mark.parametrize(
+    "pitch, yaw, height, focal",
+    [(1.5, -1.0, 1.35, 420.0), (-2.0, 2.5, 1.7, 330.0), (3.0, 0.5, 1.2, 560.0)],
+)
+def test_self_calibration_recovers_the_camera_from_driving(pitch, yaw, height, focal):
+    cam = camera(pitch, yaw, height, focal)
+    cal = SelfCalibration()
+    states = []
+    for seg, t in drive(cam, 10.0):
+        lines = find_image_lines(seg, LB, LANE)
+        cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t, find_road_edges(seg, LB, ROAD))
+        states.append(cal.state)
+    assert states[0].state == "calibrating" and states[0].pitch_deg is None
+    end = states[-1]
+    assert end.state == "calibrated" and cal.camera is not None
+    assert end.focal_source == "dashes" and end.height_source == "lane width"
+    assert end.pitch_deg == pytest.approx(pitch, abs=0.15) and end.yaw_deg == pytest.approx(yaw, abs=0.15)
+    assert end.height_m == pytest.approx(height, rel=0.04)
+    true_hfov = math.degrees(2 * math.atan(W / 2 / focal))
+    assert end.hfov_deg == pytest.approx(true_hfov, abs=1.5)
+    assert 0 < states[30].confidence < end.confidence <= 1
+    # calibrating takes min_seconds and min_frames of usable frames
+    first = next(i for i, s in enumerate(states) if s.state == "calibrated")
+    assert first / FPS >= AutoCameraSettings().min_seconds
+
+
+def test_a_focal_length_from_metadata_wins_over_the_dashes():
+    from perception.camera_metadata import FocalHint
+
+    cam = camera(focal=420.0)
+    hint = FocalHint(
+        hfov_deg=math.degrees(2 * math.atan(W / 2 / 420.0)), source="exif:Test", raw_value=0.0, image_size_wh=(W, H)
+    )
+    cal = SelfCalibration(focal_hint=hint)
+    for seg, t in drive(cam, 8.0):
+        lines = find_image_lines(seg, LB, LANE)
+        cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t)
+    assert cal.state.focal_source == "metadata:exif:Test"
+    assert cal.camera.K[0, 0] == pytest.approx(420.0, rel=1e-6)
+
+
+def test_no_usable_lines_keeps_calibrating_and_a_curve_is_not_used():
+    cam = camera()
+    cal = SelfCalibration()
+    curve = lane_lines(0.0, width_m=3.6, curvature_1pm=1 / 150)
+    for seg, t in drive(cam, 8.0, lines=curve, dashed=(True, False)):
+        lines = find_image_lines(seg, LB, LANE)
+        cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t)
+    assert cal.state.state == "calibrating" and cal.camera is None
+
+
+def test_fusion_with_camera_auto_gives_metres_once_calibrated():
+    cam = camera(pitch=2.0, yaw=0.8, height=1.45, focal=450.0)
+    fuser = SceneFuser(("car",), SEG_CLASSES, SelfCalibration())
+    none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+    offsets = []
+    for k, (seg, t) in enumerate(drive(cam, 10.0)):
+        result = SceneResult(k, t, (H, W), none, ("car",), SegMap(seg.class_ids, SEG_CLASSES), LB)
+        scene = fuser.update(result)
+        record = scene_json(scene, ("car",))
+        if scene.camera.state == "calibrating":
+            assert scene.ego_lane is None and all(ln["coeffs_m"] is None for ln in record["lanes"])
+            assert {ln["side"] for ln in record["lanes"]} == {"ego_left", "ego_right"}
+        else:
+            assert record["camera"]["source"] == "auto" and record["camera"]["state"] == "calibrated"
+            offsets.append(scene.ego_lane.offset_m - 0.25 * math.sin(t))
+            assert all(ln["coeffs_m"] is not None and ln["points_px"] for ln in record["lanes"])
+    assert len(offsets) > 20 and np.median(np.abs(offsets)) < 0.05
