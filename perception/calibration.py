@@ -636,3 +636,42 @@ def yaml_header_comment(path: str | os.PathLike) -> list[str]:
             break
         lines.append(line[2:] if line.startswith("# ") else line[1:])
     return lines
+
+
+# --------------------------------------------------------------------------------------------------------
+# The self-calibration over a whole video
+
+
+def calibrate_auto(
+    video: str | os.PathLike, pipeline, max_frames: int | None = None, lane_width_m: float | None = None
+) -> tuple[CameraModel | None, object, int]:
+    """Run ``pipeline`` (a Pipeline whose fusion has ``camera: auto``) over ``video`` and return (the
+    estimated camera or None if it never calibrated, the final ``AutoCamera`` state, frames read).
+
+    ``lane_width_m`` overrides the lane-width prior. The whole video (or ``max_frames``) is used: the
+    estimate keeps improving after it first calls itself calibrated.
+    """
+    from dataclasses import replace as _replace
+
+    from perception.fusion.self_calibration import SelfCalibration
+    from perception.sources import BadFrame, open_source
+
+    fuser = pipeline.fuser
+    if fuser is None or not isinstance(fuser.auto_camera, SelfCalibration):
+        raise ConfigError("calibrate --auto needs fusion with camera: auto (check the --config preset)")
+    if lane_width_m is not None:
+        fuser.auto_camera.settings = _replace(fuser.auto_camera.settings, lane_width_m=lane_width_m)
+    source = open_source(video)
+    n = 0
+    try:
+        for frame in source:
+            if max_frames is not None and n >= max_frames:
+                break
+            if isinstance(frame, BadFrame):
+                continue
+            pipeline(frame)
+            n += 1
+    finally:
+        source.close()
+    auto = fuser.auto_camera
+    return auto.camera, auto.state, n

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from perception import __version__
 from perception.config import PipelineConfig, is_auto_camera, is_no_camera, load_config
-from perception.errors import ConfigError, OutputError, PerceptionError
+from perception.errors import ConfigError, InputError, OutputError, PerceptionError
 
 log = logging.getLogger("perception")
 
@@ -923,6 +923,50 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_auto(args: argparse.Namespace, name: str, made_with: str) -> int:
+    """calibrate --auto VIDEO: the self-calibration over a video, saved as a camera file for reuse."""
+    import shlex
+
+    from perception.calibration import calibrate_auto, write_camera_yaml
+    from perception.pipeline import build_pipeline
+
+    if args.images or args.mounting or args.camera:
+        raise ConfigError("--auto VIDEO takes no IMAGES, --mounting or --camera: it estimates the whole camera")
+    config = load_config(args.config) if args.config else PipelineConfig()
+    pre = dataclasses.replace(config.preprocess, camera="auto", undistort=False)
+    config = dataclasses.replace(
+        config, preprocess=pre, model=str(Path(args.model).resolve()) if args.model else config.model
+    )
+    pipeline = build_pipeline(config, args.config, media=args.auto)
+    camera, state, frames = calibrate_auto(args.auto, pipeline, args.max_frames, args.lane_width_m)
+
+    def num(v, fmt):
+        return "unmeasured" if v is None else format(v, fmt)
+
+    summary = (
+        f"{state.frames_used} of {frames} frames used; pitch {num(state.pitch_deg, '.2f')} deg, yaw "
+        f"{num(state.yaw_deg, '.2f')} deg, height {num(state.height_m, '.3f')} m ({state.height_source}), hfov "
+        f"{state.hfov_deg:.2f} deg ({state.focal_source}), confidence {state.confidence:.2f}"
+    )
+    if camera is None:
+        raise InputError(
+            f"{args.auto}: did not calibrate ({summary}): it needs seconds of straight driving between painted "
+            "lines or clear road edges"
+        )
+    command = f"perception calibrate --auto {shlex.quote(args.auto)} --out {shlex.quote(args.out)}"
+    header = [
+        f"Camera {name}: estimated from the lane lines of a video (camera: auto), not from a chessboard.",
+        f"made by: {command}",
+        made_with + f", model {pipeline.contract.name}",
+        f"auto: {summary}",
+        "ASSUMPTIONS: principal point at the image centre, no lens distortion, roll 0; focal length from "
+        f"{state.focal_source}; height from {state.height_source} (see perception/fusion/self_calibration.py).",
+    ]
+    write_camera_yaml(dataclasses.replace(camera, name=name), args.out, header)
+    print(f"wrote {args.out}: {summary}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import shlex
     from datetime import date
@@ -942,7 +986,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     made_with = f"on {date.today().isoformat()} with perception {__version__}, OpenCV {cv2.__version__}"
     name = Path(args.out).stem
+    if args.auto:
+        return _calibrate_auto(args, name, made_with)
     if args.mounting:
+        args.lane_width_m = 3.7 if args.lane_width_m is None else args.lane_width_m
         if args.images:
             raise ConfigError("--mounting VIDEO takes no IMAGES: calibrate from chessboard photos first, then --camera")
         if not args.camera:
@@ -1402,8 +1449,20 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--square-mm", type=float, default=25.0, help="side of one square in mm (default 25)")
     cal.add_argument("--example", metavar="PNG", help="also write the first photo beside its undistorted version")
     cal.add_argument("--mounting", metavar="VIDEO", help="estimate pitch, yaw and height from this video's lane lines")
+    cal.add_argument(
+        "--auto",
+        metavar="VIDEO",
+        help="estimate the whole camera (focal length, pitch, yaw, height) from a video, as camera: auto does",
+    )
+    cal.add_argument("--model", help="with --auto: model whose lane masks are used (default: the shipped model)")
+    cal.add_argument("--config", help="with --auto: pipeline preset (YAML)")
+    cal.add_argument("--max-frames", type=int, help="with --auto: stop after this many frames")
     cal.add_argument("--camera", help="with --mounting: the calibrated camera YAML (scaled to the video's size)")
-    cal.add_argument("--lane-width-m", type=float, default=3.7, help="ego lane width (default 3.7, US highway)")
+    cal.add_argument(
+        "--lane-width-m",
+        type=float,
+        help="ego lane width (default: 3.7, US highway, with --mounting; 3.6, camera: auto's prior, with --auto)",
+    )
     cal.add_argument("--frames", type=int, default=100, help="frames spread over the video to use (default 100)")
     cal.add_argument("--note", help="a remark for the YAML's header comment (e.g. where the video comes from)")
     cal.set_defaults(func=cmd_calibrate)

@@ -58,3 +58,39 @@ def test_scene_on_the_real_clip_keeps_both_ego_lines_tracks_cars_and_moves_smoot
     long_tracks = [d for d in life.values() if len(d) >= 30]
     assert len(long_tracks) >= 2
     assert all(3.0 < v < 120.0 for d in long_tracks for v in d)
+
+
+def test_with_no_camera_file_the_real_clip_calibrates_itself_and_agrees_with_the_calibrated_camera(tmp_path, capsys):
+    """camera: auto (the default) against the clip's camera file: after calibrating, the ego-lane offset
+    within 0.15 m and ground distances within 15 % of the file camera's run, on at least 90 % of frames."""
+    from pathlib import Path
+
+    import numpy as np
+
+    clip = require_real_clip()
+    preset = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "solidwhiteright.yaml"
+    runs = {}
+    for name, extra in (("auto", []), ("file", ["--config", str(preset)])):
+        code = main(["run", str(clip), *extra, "--out", str(tmp_path / name), "--no-video", "-q"])
+        assert code == 0, capsys.readouterr().err
+        runs[name] = [
+            json.loads(line)["scene"] for line in (tmp_path / name / "results.jsonl").read_text().splitlines()
+        ]
+    auto, file = runs["auto"], runs["file"]
+    assert auto[0]["camera"]["state"] == "calibrating" and auto[0]["ego_lane"] is None
+    assert all(ln["points_px"] and ln["coeffs_m"] is None for ln in auto[0]["lanes"])
+    calibrated = [i for i, s in enumerate(auto) if s["camera"]["state"] == "calibrated"]
+    assert calibrated and calibrated[0] < 150, "calibrated within 6 s of this straight highway"
+    assert calibrated == list(range(calibrated[0], len(auto))), "and stays so"
+    with_offset = [i for i in calibrated if auto[i]["ego_lane"] is not None]
+    assert len(with_offset) >= 0.9 * len(calibrated)
+    diff = np.array([auto[i]["ego_lane"]["offset_m"] - file[i]["ego_lane"]["offset_m"] for i in with_offset])
+    assert np.mean(np.abs(diff) <= 0.15) >= 0.9
+    ratios = []
+    for i in calibrated:
+        by_box = {tuple(o["box"]): o for o in file[i]["objects"]}
+        for o in auto[i]["objects"]:
+            ref = by_box.get(tuple(o["box"]))
+            if ref and o["distance_m"] and ref["distance_m"] and ref["distance_source"] == "ground":
+                ratios.append(o["distance_m"] / ref["distance_m"] - 1)
+    assert len(ratios) > 100 and np.mean(np.abs(ratios) <= 0.15) >= 0.9

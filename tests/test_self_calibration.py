@@ -4,6 +4,7 @@ camera (tests/road_scene.py), so every estimate has an exact truth."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from perception.camera import Mounting
 from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
 from perception.fusion.scene import SceneFuser
 from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration, dash_period_on_ground
-from perception.sinks import scene_json
+from perception.sinks import SCHEMA_PATH, scene_json, scene_to_json
 from perception.types import Detections, SceneResult, SegMap
 
 H, W = 360, 640
@@ -181,3 +182,16 @@ def test_fusion_with_camera_auto_gives_metres_once_calibrated():
             offsets.append(scene.ego_lane.offset_m - 0.25 * math.sin(t))
             assert all(ln["coeffs_m"] is not None and ln["points_px"] for ln in record["lanes"])
     assert len(offsets) > 20 and np.median(np.abs(offsets)) < 0.05
+    jsonschema = pytest.importorskip("jsonschema")
+    record = scene_to_json(dataclasses.replace(result, scene=scene))
+    jsonschema.validate(record, json.loads(SCHEMA_PATH.read_text()))
+    assert record["scene"]["camera"]["height_source"] == "lane width"
+
+
+def test_calibrate_auto_refuses_a_video_it_cannot_calibrate_from(fused_model, video, tmp_path, capsys):
+    from perception.cli import main
+
+    out = tmp_path / "cam.yaml"
+    code = main(["calibrate", "--auto", str(video), "--model", str(fused_model), "--out", str(out)])
+    assert code != 0 and not out.exists()
+    assert "did not calibrate" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import numpy as np
 from perception.types import LANE_SIDES, Lane, Letterbox, SegMap
 
 # Segments flatter than this (|dy| / |dx|) are crossing paint (stop lines, zebra stripes), not lane lines.
-MIN_STEEPNESS = 0.25
+MIN_STEEPNESS = 0.12
 # Paint pixels within this fraction of the frame width of a line belong to it (a line's painted width plus
 # the network's blur at the near end).
 BAND_FRACTION = 0.02
