@@ -1,19 +1,23 @@
 """Typed configuration loaded from YAML presets in ``configs/``.
 
 Every section is a frozen dataclass; ``load_config`` checks each key and type against the dataclass and
-raises ``ConfigError`` naming the file, the dotted key and what was expected. Modules never read these
+raises ``ConfigError`` naming the file, the dotted key and what was expected. A field with a few valid values
+is a ``Literal`` (the value must be one of them); a number with a range, or a string with a shape, is
+``Annotated`` with a ``Range`` or a ``Pattern`` that the loader checks too. Modules never read these
 objects: ``pipeline.build_pipeline`` maps them to constructor arguments.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from perception.errors import ConfigError
 
@@ -22,12 +26,77 @@ T = TypeVar("T")
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+# --------------------------------------------------------------------------------------------------------
+# Value checks the loader applies (``Annotated[float, Range(gt=0)]``). Constructing a dataclass directly
+# checks nothing: these are for what a user writes in a YAML file.
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number's bounds: ``ge``/``gt`` below, ``le``/``lt`` above; NaN is never in range."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def describe(self) -> str:
+        low = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None
+        high = f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return f">= {_num(self.ge)}" if self.ge is not None else f"> {_num(self.gt)}"
+        if high:
+            return f"<= {_num(self.le)}" if self.le is not None else f"< {_num(self.lt)}"
+        return "a number"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string that must match ``regex`` as a whole; ``describe`` says what that means to a user."""
+
+    regex: str
+    description: str
+
+    def contains(self, value: str) -> bool:
+        return re.fullmatch(self.regex, value) is not None
+
+    def describe(self) -> str:
+        return self.description
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, le=1)]  # probabilities, score and IoU thresholds, blend weights
+
+BackendName = Literal["auto", "onnxruntime", "torch", "tensorrt"]  # perception.runtime.BACKENDS + "auto"
+TorchDevice = Annotated[str, Pattern(r"cpu|cuda(:\d+)?", "cpu, cuda or cuda:N")]
+FourCC = Annotated[str, Pattern(r"[ -~]{4}", "4 characters (an OpenCV FourCC such as mp4v, avc1, MJPG)")]
+
+
 @dataclass(frozen=True)
 class BackendConfig:
-    name: str = "auto"  # auto (by model file suffix), onnxruntime, torch, tensorrt
+    name: BackendName = "auto"  # auto (by model file suffix), onnxruntime, torch, tensorrt
     providers: tuple[str, ...] = DEFAULT_PROVIDERS  # onnxruntime: preference order
-    threads: int = 0  # intra-op threads, 0 = one per core
-    device: str = "cpu"  # torch only
+    threads: NonNegativeInt = 0  # intra-op threads, 0 = one per core
+    device: TorchDevice = "cpu"  # torch only
 
 
 def is_auto_camera(value: str | None) -> bool:
@@ -46,47 +115,48 @@ class PreprocessConfig:
     # estimates its camera from the lane lines (perception.fusion.self_calibration); "none" or null: no camera
     camera: str | None = "auto"
     undistort: bool = False  # needs `camera`
-    roi: tuple[int, int, int, int] | None = None  # x, y, w, h in frame pixels; None = whole frame
+    # x, y, w, h in frame pixels; None = whole frame
+    roi: tuple[NonNegativeInt, NonNegativeInt, PositiveInt, PositiveInt] | None = None
 
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    score_threshold: float | None = None  # None: the model contract's threshold
-    iou_threshold: float | None = None  # raw models only (fused models ran NMS in the graph)
-    max_dets: int | None = None
+    score_threshold: Fraction | None = None  # None: the model contract's threshold
+    iou_threshold: Fraction | None = None  # raw models only (fused models ran NMS in the graph)
+    max_dets: PositiveInt | None = None
     class_agnostic: bool = False  # raw models only
 
 
 @dataclass(frozen=True)
 class FusionConfig:
     enabled: bool = True  # tracking always; lanes in metres and distances need a camera (auto or a file)
-    vehicle_width_m: float = 1.8  # ego vehicle, for lane departure and the in-path test
-    ldw_trigger_m: float = 0.1  # lane departure warning when a wheel is this close to a line (m)
-    ldw_hysteresis_m: float = 0.25  # ... and it clears once the wheel is this much further away again
-    lane_hold_s: float = 1.0  # the ego lane is held this long without any line seen
-    fcw_ttc_s: float = 2.5  # forward collision warning below this time to collision (s)
-    fcw_hysteresis_s: float = 0.5
-    fcw_frames: int = 2  # consecutive frames below fcw_ttc_s before the warning
-    track_high_score: float = 0.5  # ByteTrack: detections from this score match any track
-    track_low_score: float = 0.1  # ... from this score they only keep tracks alive
-    track_new_score: float = 0.6  # ... from this score they start tracks
-    track_max_lost_s: float = 1.0  # a track unmatched this long ends
-    track_min_hits: int = 2  # matches that confirm a new track
+    vehicle_width_m: PositiveFloat = 1.8  # ego vehicle, for lane departure and the in-path test
+    ldw_trigger_m: float = 0.1  # lane departure warning when a wheel is this close to a line (m; negative: past it)
+    ldw_hysteresis_m: NonNegativeFloat = 0.25  # ... and it clears once the wheel is this much further away again
+    lane_hold_s: NonNegativeFloat = 1.0  # the ego lane is held this long without any line seen
+    fcw_ttc_s: PositiveFloat = 2.5  # forward collision warning below this time to collision (s)
+    fcw_hysteresis_s: NonNegativeFloat = 0.5
+    fcw_frames: PositiveInt = 2  # consecutive frames below fcw_ttc_s before the warning
+    track_high_score: Fraction = 0.5  # ByteTrack: detections from this score match any track
+    track_low_score: Fraction = 0.1  # ... from this score they only keep tracks alive
+    track_new_score: Fraction = 0.6  # ... from this score they start tracks
+    track_max_lost_s: PositiveFloat = 1.0  # a track unmatched this long ends
+    track_min_hits: PositiveInt = 2  # matches that confirm a new track
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     jsonl: bool = True
     video: bool = True
-    video_fourcc: str = "mp4v"  # OpenCV's pip wheels write mp4v, not H.264
-    overlay_alpha: float = 0.45
+    video_fourcc: FourCC = "mp4v"  # OpenCV's pip wheels write mp4v, not H.264
+    overlay_alpha: Fraction = 0.45
 
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    queue_size: int = 8  # decoded frames waiting for inference; bounds memory
+    queue_size: PositiveInt = 8  # decoded frames waiting for inference; bounds memory
     progress: bool = True
-    batch_size: int = 1  # frames per network call; >1 raises offline throughput, 1 keeps latency lowest
+    batch_size: PositiveInt = 1  # frames per network call; >1 raises offline throughput, 1 keeps latency lowest
 
 
 @dataclass(frozen=True)
@@ -94,20 +164,20 @@ class LiveConfig:
     """The camera node (`perception camera`). Every output is off unless set; servers bind to 127.0.0.1
     unless an address is given."""
 
-    max_age_ms: float = 200.0  # a frame older than this (capture to processing) is skipped as stale
-    stall_timeout_s: float = 3.0  # no frame this long from an open source: reconnect
-    reconnect_initial_s: float = 0.5  # back-off between reconnect attempts, doubling ...
-    reconnect_max_s: float = 10.0  # ... up to this
-    watchdog_s: float = 5.0  # one frame in the pipeline longer than this: the node is "stuck"
+    max_age_ms: PositiveFloat = 200.0  # a frame older than this (capture to processing) is skipped as stale
+    stall_timeout_s: PositiveFloat = 3.0  # no frame this long from an open source: reconnect
+    reconnect_initial_s: PositiveFloat = 0.5  # back-off between reconnect attempts, doubling ...
+    reconnect_max_s: PositiveFloat = 10.0  # ... up to this
+    watchdog_s: PositiveFloat = 5.0  # one frame in the pipeline longer than this: the node is "stuck"
     http: str | None = None  # [HOST:]PORT for /health, /metrics, /preview.mjpg
     udp: str | None = None  # HOST:PORT to send one JSON datagram per frame to
     zmq: str | None = None  # ZeroMQ PUB endpoint to bind, e.g. tcp://127.0.0.1:5555
     zmq_topic: str = "perception"
     log_dir: str | None = None  # rotating JSONL files here; relative paths are from the config file
-    log_max_mb: float = 100.0  # a new file past this size
-    log_keep: int = 10  # files kept (the oldest deleted)
-    preview_fps: float = 10.0  # MJPEG preview renders per second, only while a client watches
-    preview_quality: int = 75  # JPEG quality
+    log_max_mb: PositiveFloat = 100.0  # a new file past this size
+    log_keep: PositiveInt = 10  # files kept (the oldest deleted)
+    preview_fps: PositiveFloat = 10.0  # MJPEG preview renders per second, only while a client watches
+    preview_quality: Annotated[int, Range(ge=0, le=100)] = 75  # JPEG quality
     ros2: bool = False  # publish on ROS 2 topics (needs rclpy and vision_msgs)
     ros2_node: str = "perception_camera"
     ros2_detections_topic: str = "perception/detections"  # vision_msgs/Detection2DArray
@@ -128,10 +198,18 @@ class PipelineConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
 
 
+class ConfigValueError(ConfigError):
+    """The value has the right type but is not one of the valid ones (Literal, Range, Pattern)."""
+
+
 def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
@@ -143,21 +221,44 @@ def _type_name(tp: Any) -> str:
 
 
 def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
-    """Check ``value`` against type ``tp`` and convert lists to tuples and mappings to dataclasses."""
+    """Check ``value`` against type ``tp`` and convert lists to tuples and mappings to dataclasses.
+
+    ``Literal`` values must be one of the listed ones (of the same type: ``true`` is not ``1``);
+    ``Annotated`` ``Range``/``Pattern`` checks run after the base type's.
+    """
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping of {tp.__name__} keys, got {value!r}")
         return from_dict(tp, value, source, prefix=f"{key}.")
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *checks = typing.get_args(tp)
+        value = _convert(value, base, key, source)
+        for check in checks:
+            if isinstance(check, (Range, Pattern)) and not check.contains(value):
+                raise ConfigValueError(f"{source}: '{key}' must be {check.describe()}, got {value!r}")
+        return value
+    if origin is Literal:
+        valid = typing.get_args(tp)
+        if not any(type(value) is type(v) and value == v for v in valid):
+            raise ConfigValueError(f"{source}: '{key}' must be one of {', '.join(map(repr, valid))}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
+        # The value fit an option's type (a mapping for a section) but not its values or keys: that message
+        # says more than "must be X or null".
+        specific = None
         for option in typing.get_args(tp):
             if option is type(None) and value is None:
                 return None
             if option is not type(None):
                 try:
                     return _convert(value, option, key, source)
-                except ConfigError:
-                    continue
+                except ConfigError as err:
+                    section = dataclasses.is_dataclass(option) and isinstance(value, dict)
+                    if isinstance(err, ConfigValueError) or section:
+                        specific = specific or err
+        if specific is not None:
+            raise specific
         raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
@@ -177,7 +278,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # extras: keep Annotated's checks
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = [k for k in data if k not in names]
     if unknown:

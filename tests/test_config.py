@@ -414,3 +414,110 @@ def test_default_preset_matches_dataclass_defaults():
         assert section in data, f"default.yaml lacks '{section}'"
         if hasattr(value, "__dataclass_fields__"):
             assert set(data[section]) == set(vars(value)), f"default.yaml '{section}' does not list every key"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Literal choices and value ranges, checked at load
+
+
+@pytest.mark.parametrize(
+    "data, key, bad, valid",
+    [
+        ({"backend": {"name": "onnx"}}, "backend.name", "'onnx'", ["'auto'", "'onnxruntime'", "'torch'", "'tensorrt'"]),
+        ({"backend": {"name": "ONNXRuntime"}}, "backend.name", "'ONNXRuntime'", ["'onnxruntime'"]),
+        ({"backend": {"device": "gpu"}}, "backend.device", "'gpu'", ["cpu", "cuda", "cuda:N"]),
+        ({"backend": {"device": "cuda:"}}, "backend.device", "'cuda:'", ["cuda:N"]),
+        ({"output": {"video_fourcc": "h264x"}}, "output.video_fourcc", "'h264x'", ["4 characters"]),
+    ],
+)
+def test_value_not_among_the_valid_ones(tmp_path, data, key, bad, valid):
+    msg = config_error(tmp_path, data)
+    assert f"'{key}'" in msg and bad in msg
+    for v in valid:
+        assert v in msg
+
+
+def test_literal_value_must_have_its_type(tmp_path):
+    msg = config_error(tmp_path, {"backend": {"name": 1}})
+    assert "'backend.name'" in msg and "'auto'" in msg and "1" in msg
+
+
+@pytest.mark.parametrize("name", ["auto", "onnxruntime", "torch", "tensorrt"])
+def test_every_backend_name_loads(name):
+    assert from_dict(PipelineConfig, {"backend": {"name": name}}).backend.name == name
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:0", "cuda:12"])
+def test_torch_devices_load(device):
+    assert from_dict(PipelineConfig, {"backend": {"device": device}}).backend.device == device
+
+
+def test_backend_names_are_the_registry_ones():
+    """The Literal lists exactly the backends ``build_backend`` knows, plus "auto"."""
+    import typing
+
+    from perception.config import BackendName
+    from perception.runtime import BACKENDS
+
+    assert set(typing.get_args(BackendName)) == {"auto", *BACKENDS}
+
+
+@pytest.mark.parametrize(
+    "data, key, expected",
+    [
+        ({"postprocess": {"score_threshold": 1.5}}, "postprocess.score_threshold", "in [0, 1]"),
+        ({"postprocess": {"score_threshold": -0.1}}, "postprocess.score_threshold", "in [0, 1]"),
+        ({"postprocess": {"iou_threshold": 2}}, "postprocess.iou_threshold", "in [0, 1]"),
+        ({"postprocess": {"max_dets": 0}}, "postprocess.max_dets", ">= 1"),
+        ({"preprocess": {"roi": [0, 0, 0, 10]}}, "preprocess.roi[2]", ">= 1"),
+        ({"preprocess": {"roi": [-1, 0, 10, 10]}}, "preprocess.roi[0]", ">= 0"),
+        ({"backend": {"threads": -1}}, "backend.threads", ">= 0"),
+        ({"fusion": {"vehicle_width_m": 0}}, "fusion.vehicle_width_m", "> 0"),
+        ({"fusion": {"fcw_ttc_s": -1.0}}, "fusion.fcw_ttc_s", "> 0"),
+        ({"fusion": {"fcw_frames": 0}}, "fusion.fcw_frames", ">= 1"),
+        ({"fusion": {"track_high_score": 1.2}}, "fusion.track_high_score", "in [0, 1]"),
+        ({"fusion": {"track_min_hits": 0}}, "fusion.track_min_hits", ">= 1"),
+        ({"fusion": {"lane_hold_s": -0.5}}, "fusion.lane_hold_s", ">= 0"),
+        ({"output": {"overlay_alpha": 1.01}}, "output.overlay_alpha", "in [0, 1]"),
+        ({"output": {"overlay_alpha": float("nan")}}, "output.overlay_alpha", "in [0, 1]"),
+        ({"runner": {"queue_size": 0}}, "runner.queue_size", ">= 1"),  # 0 would make the queue unbounded
+        ({"runner": {"batch_size": 0}}, "runner.batch_size", ">= 1"),
+        ({"live": {"max_age_ms": 0}}, "live.max_age_ms", "> 0"),
+        ({"live": {"log_keep": 0}}, "live.log_keep", ">= 1"),
+        ({"live": {"preview_quality": 101}}, "live.preview_quality", "in [0, 100]"),
+    ],
+)
+def test_value_out_of_range(tmp_path, data, key, expected):
+    msg = config_error(tmp_path, data)
+    assert f"'{key}' must be {expected}, got" in msg
+
+
+def test_range_bounds_are_inclusive_where_stated():
+    cfg = from_dict(
+        PipelineConfig,
+        {
+            "postprocess": {"score_threshold": 0, "iou_threshold": 1, "max_dets": 1},
+            "output": {"overlay_alpha": 0.0},
+            "fusion": {"ldw_trigger_m": -0.2, "lane_hold_s": 0},  # a negative trigger warns past the line
+            "preprocess": {"roi": [0, 0, 1, 1]},
+        },
+    )
+    assert cfg.postprocess.score_threshold == 0.0 and cfg.postprocess.iou_threshold == 1.0
+    assert cfg.fusion.ldw_trigger_m == -0.2 and cfg.preprocess.roi == (0, 0, 1, 1)
+
+
+def test_camera_stays_a_free_string():
+    for camera in ("auto", "none", "AUTO", "../cameras/mine.yaml", None):
+        assert from_dict(PipelineConfig, {"preprocess": {"camera": camera}}).preprocess.camera == camera
+
+
+def test_range_and_pattern_describe_themselves():
+    from perception.config import Pattern, Range
+
+    assert Range(ge=0, le=1).describe() == "in [0, 1]"
+    assert Range(gt=0, lt=1.5).describe() == "in (0, 1.5)"
+    assert Range(ge=0, lt=1).describe() == "in [0, 1)"
+    assert Range(gt=0).describe() == "> 0" and Range(ge=1).describe() == ">= 1"
+    assert Range(le=3).describe() == "<= 3" and Range(lt=-1).describe() == "< -1"
+    assert Range(ge=0).contains(0) and not Range(gt=0).contains(0) and not Range(ge=0).contains(float("nan"))
+    assert Pattern(r"a|b", "a or b").contains("a") and not Pattern(r"a|b", "a or b").contains("ab")

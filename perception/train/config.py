@@ -1,22 +1,55 @@
 """Typed training configuration (``perception train CONFIG``), loaded with ``perception.config.load_config``.
 
-Unknown keys, missing keys and wrong types are errors naming the file and the dotted key. Dataset and
-checkpoint paths are relative to the config file unless absolute. See ``configs/train/*.yaml``.
+Unknown keys, missing keys, wrong types, values outside a field's ``Literal`` choices and numbers outside
+their ``Range`` are errors naming the file and the dotted key. Dataset and checkpoint paths are relative to
+the config file unless absolute. See ``configs/train/*.yaml``.
+
+The choices are those of the code that consumes each field (``tests/test_train_config.py`` holds them
+equal): ``Arch`` the networks ``perception.nets.NETS`` builds, ``BoxLoss``/``ClsLoss`` what
+``perception.train.losses`` implements, ``InitKind`` ``perception.train.init_sources.INIT_KINDS``,
+``DataKind`` ``perception.data.registry.DATASET_KINDS``, ``ValMetric`` the epoch metrics
+``perception.train.engine`` computes (higher is better).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, get_args
+
+from perception.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Pattern,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+)
+
+Arch = Literal["multitask", "separate", "tiny", "yolox_nano"]
+SegOutStride = Literal[2, 4, 8]
+BoxLoss = Literal["giou", "ciou", "iou"]
+ClsLoss = Literal["bce", "qfl"]
+OptimName = Literal["adamw", "sgd"]
+InitKind = Literal["yolox_onnx", "efficientnet_lite0"]
+DataKind = Literal["camvid", "cityscapes", "bdd100k", "coco", "yolo", "synthetic", "tusimple"]
+ValMetric = Literal["fitness", "seg.iou.drivable", "seg.iou.lane", "seg.miou", "det.map50", "det.map"]
+
+_KINDS = get_args(DataKind)
+DataSpec = Annotated[str, Pattern(rf"(?:{'|'.join(_KINDS)}):.+", f"KIND:PATH with KIND one of {', '.join(_KINDS)}")]
+TrainDevice = Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
+CocoClassId = Annotated[int, Range(ge=0, le=79)]  # 0-based, the 80-class order
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "multitask"  # perception.nets.NETS: multitask, separate, tiny
+    arch: Arch = "multitask"  # perception.nets.NETS: multitask, separate, tiny, yolox_nano
     encoder: str = "tu-mobilenetv4_conv_small"  # any smp encoder name (multitask/separate)
-    seg_width: int = 32
-    seg_out_stride: int = 4
-    det_width: int = 64
-    seg_decoder_channels: tuple[int, ...] | None = None  # separate only: smp U-Net decoder widths (default theirs)
+    seg_width: PositiveInt = 32
+    seg_out_stride: SegOutStride = 4  # the U-Net decoder stops at this stride
+    det_width: PositiveInt = 64
+    # separate only: smp U-Net decoder widths (default theirs)
+    seg_decoder_channels: tuple[PositiveInt, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -31,10 +64,10 @@ class ClassRows:
     of the three. Buses and trucks are learnt as cars from the labels (the teachers map them so).
     """
 
-    car: int = 2
-    pedestrian: int = 0
-    cyclist: int = 1
-    traffic_sign: int = 11
+    car: CocoClassId = 2
+    pedestrian: CocoClassId = 0
+    cyclist: CocoClassId = 1
+    traffic_sign: CocoClassId = 11
 
 
 @dataclass(frozen=True)
@@ -42,74 +75,75 @@ class InitConfig:
     """Pretrained weights that start a run (``perception.train.init_sources``); the run's contract and
     model card name them."""
 
-    kind: str  # yolox_onnx (arch yolox_nano) or efficientnet_lite0 (arch multitask, encoder timm-tf_efficientnet_lite0)
+    # yolox_onnx (arch yolox_nano) or efficientnet_lite0 (arch multitask, encoder timm-tf_efficientnet_lite0)
+    kind: InitKind
     path: str | None = None  # the file, relative to the config; efficientnet_lite0 defaults to its PyPI wheel's
     class_rows: ClassRows = field(default_factory=ClassRows)  # yolox_onnx: COCO head rows per class
 
 
 @dataclass(frozen=True)
 class DataSource:
-    spec: str  # "kind:path", e.g. "camvid:../../shared/data/camvid"
+    spec: DataSpec  # "kind:path", e.g. "camvid:../../shared/data/camvid"
     split: str = "train"
-    repeat: int = 1  # times each sample appears per epoch (weights a small set against a large one)
+    repeat: PositiveInt = 1  # times each sample appears per epoch (weights a small set against a large one)
     lane_autolabel: bool = False  # camvid only: auto-labelled paint as lane positives
 
 
 @dataclass(frozen=True)
 class ValSource:
-    spec: str
+    spec: DataSpec
     split: str = "val"
-    max_frames: int | None = None  # None: the whole split
+    max_frames: PositiveInt | None = None  # None: the whole split
 
 
 @dataclass(frozen=True)
 class DataConfig:
     train: tuple[DataSource, ...]
     val: ValSource | None = None
-    workers: int = 1  # DataLoader processes per rank
+    workers: NonNegativeInt = 1  # DataLoader processes per rank (0: in the training process)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    hflip_p: float = 0.5
-    affine_p: float = 0.7
-    scale: tuple[float, float] = (0.75, 1.25)
-    translate: tuple[float, float] = (-0.1, 0.1)
-    rotate: tuple[float, float] = (-5.0, 5.0)
-    perspective_p: float = 0.1
-    brightness_contrast_p: float = 0.5
-    hue_saturation_p: float = 0.3
-    blur_p: float = 0.15
-    noise_p: float = 0.15
-    jpeg_p: float = 0.25
-    weather_p: float = 0.05
-    night_p: float = 0.0  # low light, night colour cast, headlight glare (perception.data.augment.NightDrive)
-    rain_p: float = 0.0
-    hood_p: float = 0.0  # the ego car's bonnet over the frame's bottom, labelled background (augment.Bonnet)
+    hflip_p: Fraction = 0.5
+    affine_p: Fraction = 0.7
+    scale: tuple[PositiveFloat, PositiveFloat] = (0.75, 1.25)  # zoom factor range
+    translate: tuple[float, float] = (-0.1, 0.1)  # shift range, fraction of the size
+    rotate: tuple[float, float] = (-5.0, 5.0)  # degrees
+    perspective_p: Fraction = 0.1
+    brightness_contrast_p: Fraction = 0.5
+    hue_saturation_p: Fraction = 0.3
+    blur_p: Fraction = 0.15
+    noise_p: Fraction = 0.15
+    jpeg_p: Fraction = 0.25
+    weather_p: Fraction = 0.05
+    night_p: Fraction = 0.0  # low light, night colour cast, headlight glare (perception.data.augment.NightDrive)
+    rain_p: Fraction = 0.0
+    hood_p: Fraction = 0.0  # the ego car's bonnet over the frame's bottom, labelled background (augment.Bonnet)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    seg_weight: float = 1.0
-    det_weight: float = 1.0
-    seg_class_weights: tuple[float, ...] = (1.0, 1.0, 3.0)  # background, drivable, lane (thin paint)
-    dice_weight: float = 1.0
-    box_loss: str = "giou"  # giou, ciou, iou
-    cls_loss: str = "bce"  # bce, qfl
-    box_weight: float = 2.5
-    cls_weight: float = 1.0
-    topk: int = 10
+    seg_weight: NonNegativeFloat = 1.0
+    det_weight: NonNegativeFloat = 1.0
+    seg_class_weights: tuple[NonNegativeFloat, ...] = (1.0, 1.0, 3.0)  # background, drivable, lane (thin paint)
+    dice_weight: NonNegativeFloat = 1.0
+    box_loss: BoxLoss = "giou"  # perception.train.losses.BOX_LOSSES
+    cls_loss: ClsLoss = "bce"  # perception.train.losses.CLS_LOSSES (qfl: quality focal)
+    box_weight: NonNegativeFloat = 2.5
+    cls_weight: NonNegativeFloat = 1.0
+    topk: PositiveInt = 10  # task-aligned assignment: candidates per object
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "adamw"  # adamw, sgd
-    lr: float = 0.002
-    weight_decay: float = 0.05
-    momentum: float = 0.9  # sgd (nesterov); adamw beta1
-    warmup_steps: int = 300
-    min_lr_ratio: float = 0.05  # cosine ends at lr * this
-    grad_clip: float = 10.0  # max gradient norm; 0 = off
+    name: OptimName = "adamw"
+    lr: PositiveFloat = 0.002
+    weight_decay: NonNegativeFloat = 0.05
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9  # sgd (nesterov); adamw beta1
+    warmup_steps: NonNegativeInt = 300
+    min_lr_ratio: Fraction = 0.05  # cosine ends at lr * this
+    grad_clip: NonNegativeFloat = 10.0  # max gradient norm; 0 = off
 
 
 @dataclass(frozen=True)
@@ -117,25 +151,29 @@ class TrainConfig:
     name: str  # model name in the contract and checkpoints
     out: str  # run folder: checkpoints, logs
     data: DataConfig
-    input_size: tuple[int, int] = (384, 640)  # (H, W)
+    input_size: tuple[PositiveInt, PositiveInt] = (384, 640)  # (H, W)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    epochs: int = 10
-    batch_size: int = 8  # per rank
-    max_steps_per_epoch: int | None = None  # cap (quick runs, tests)
-    ema_decay: float = 0.9998
-    ema_tau: float = 1000.0  # EMA warm-up: decay * (1 - exp(-updates / tau))
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 8  # per rank
+    max_steps_per_epoch: PositiveInt | None = None  # cap (quick runs, tests)
+    ema_decay: Fraction = 0.9998
+    ema_tau: PositiveFloat = 1000.0  # EMA warm-up: decay * (1 - exp(-updates / tau))
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
-    freeze_encoder_epochs: int = 0  # transfer learning: train heads only for the first epochs
+    freeze_encoder_epochs: NonNegativeInt = 0  # transfer learning: train heads only for the first epochs
     init_from: str | None = None  # checkpoint whose weights start this run (fine-tuning)
     init: InitConfig | None = None  # pretrained weights from outside the project (ONNX release, state dict)
-    seed: int = 0
-    checkpoint_every_min: float = 5.0  # mid-epoch: save a resumable last.pt at most this often (0: every step)
-    wall_budget_min: float | None = None  # stop cleanly (last.pt saved) after this much wall time; --resume goes on
-    log_every: int = 20  # steps between log lines
+    seed: Annotated[int, Range(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
+    # mid-epoch: save a resumable last.pt at most this often (0: every step)
+    checkpoint_every_min: NonNegativeFloat = 5.0
+    # stop cleanly (last.pt saved) after this much wall time; --resume goes on
+    wall_budget_min: NonNegativeFloat | None = None
+    log_every: PositiveInt = 20  # steps between log lines
     tensorboard: bool = True
-    val_metric: str = "fitness"  # epoch metric that picks best.pt
-    device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:N
-    threads: int = 0  # torch CPU threads per rank, 0 = torch default
+    # epoch metric that picks best.pt (higher is better; without a val split every epoch has only train_loss,
+    # and the lowest train_loss picks it)
+    val_metric: ValMetric = "fitness"
+    device: TrainDevice = "auto"  # auto (cuda when available), cpu, cuda, cuda:N
+    threads: NonNegativeInt = 0  # torch CPU threads per rank, 0 = torch default
