@@ -238,12 +238,34 @@ def name_image_lines(lines: list[ImageLine], frame_size: tuple[int, int], centre
     return sides
 
 
-def polyline_px(line: ImageLine, frame_size: tuple[int, int], to_bottom: bool = True) -> np.ndarray:
+# A line is drawn up to this fraction of the frame height below the lane lines' crossing (the horizon of
+# the road): paint far ahead is too thin for the network, but the line goes on towards that point.
+HORIZON_MARGIN = 0.02
+
+
+def vanishing_row(lines: list[ImageLine], sides: list[str]) -> float | None:
+    """Row where the ego lane's two lines (their near chords) cross, or None without both."""
+    named = dict(zip(sides, lines, strict=True))
+    left, right = named.get("ego_left"), named.get("ego_right")
+    if left is None or right is None:
+        return None
+    (lm, lk), (rm, rk) = left.straight_part(), right.straight_part()
+    if not lm < 0 < rm:
+        return None
+    y = (rk - lk) / (lm - rm)
+    return y if y < min(left.y_range[0], right.y_range[0]) else None
+
+
+def polyline_px(
+    line: ImageLine, frame_size: tuple[int, int], to_bottom: bool = True, up_to_row: float | None = None
+) -> np.ndarray:
     """float32 [K, 2] (x, y): the line sampled every ``ROW_STEP_PX`` rows (rows that are multiples of it),
-    from its top row down to the frame's bottom (``to_bottom``: a line seen from the middle of the frame
-    continues towards the car) or its last seen row, kept where it is inside the frame (``frame_size`` (H, W))."""
+    from its top row (or ``up_to_row``, when higher: the line continued towards the horizon) down to the
+    frame's bottom (``to_bottom``: a line seen from the middle of the frame continues towards the car) or its
+    last seen row, kept where it is inside the frame (``frame_size`` (H, W))."""
     h, w = frame_size
-    top = math.ceil(line.y_range[0] / ROW_STEP_PX) * ROW_STEP_PX
+    first = line.y_range[0] if up_to_row is None else min(line.y_range[0], up_to_row)
+    top = math.ceil(first / ROW_STEP_PX) * ROW_STEP_PX
     bottom = h - 1 if to_bottom else line.y_range[1]
     rows = np.arange(top, bottom + 1e-9, ROW_STEP_PX, dtype=np.float64)
     xs = line.x_at(rows)
@@ -252,9 +274,12 @@ def polyline_px(line: ImageLine, frame_size: tuple[int, int], to_bottom: bool = 
 
 
 def image_lanes(lines: list[ImageLine], sides: list[str], frame_size: tuple[int, int]) -> list[Lane]:
-    """Scene lanes without metres: side, style, confidence and the line in frame pixels."""
+    """Scene lanes without metres: side, style, confidence and the line in frame pixels, continued up to
+    just below the road's horizon when the ego lines show where it is."""
     out = []
     order = {s: i for i, s in enumerate(LANE_SIDES)}
+    horizon = vanishing_row(lines, sides)
+    up_to = None if horizon is None else horizon + HORIZON_MARGIN * frame_size[0]
     for line, side in sorted(zip(lines, sides, strict=True), key=lambda p: order[p[1]]):
         out.append(
             Lane(
@@ -263,7 +288,7 @@ def image_lanes(lines: list[ImageLine], sides: list[str], frame_size: tuple[int,
                 x_range_m=None,
                 style=line.style,
                 confidence=line.confidence,
-                points_image=polyline_px(line, frame_size),
+                points_image=polyline_px(line, frame_size, up_to_row=up_to),
             )
         )
     return out
