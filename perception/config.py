@@ -3,8 +3,8 @@
 Every section is a frozen dataclass; ``load_config`` checks each key and type against the dataclass and
 raises ``ConfigError`` naming the file, the dotted key and what was expected. A field with a few valid values
 is a ``Literal`` (the value must be one of them); a number with a range, or a string with a shape, is
-``Annotated`` with a ``Range`` or a ``Pattern`` that the loader checks too. Modules never read these
-objects: ``pipeline.build_pipeline`` maps them to constructor arguments.
+``Annotated`` with a ``Check`` (``Range``, ``MultipleOf``, ``Pattern``) that the loader checks too. Modules
+never read these objects: ``pipeline.build_pipeline`` maps them to constructor arguments.
 """
 
 from __future__ import annotations
@@ -31,8 +31,18 @@ DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUE
 # checks nothing: these are for what a user writes in a YAML file.
 
 
+class Check:
+    """A constraint on a config value beyond its type: ``contains(value)``, and ``describe()`` for the error."""
+
+    def contains(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Range:
+class Range(Check):
     """A number's bounds: ``ge``/``gt`` below, ``le``/``lt`` above; NaN is never in range."""
 
     ge: float | None = None
@@ -63,7 +73,20 @@ class Range:
 
 
 @dataclass(frozen=True)
-class Pattern:
+class MultipleOf(Check):
+    """An integer that ``n`` divides (e.g. an input size a network with stride 32 takes)."""
+
+    n: int
+
+    def contains(self, value: int) -> bool:
+        return value % self.n == 0
+
+    def describe(self) -> str:
+        return f"a multiple of {self.n}"
+
+
+@dataclass(frozen=True)
+class Pattern(Check):
     """A string that must match ``regex`` as a whole; ``describe`` says what that means to a user."""
 
     regex: str
@@ -199,7 +222,7 @@ class PipelineConfig:
 
 
 class ConfigValueError(ConfigError):
-    """The value has the right type but is not one of the valid ones (Literal, Range, Pattern)."""
+    """The value has the right type but is not one of the valid ones (a ``Literal`` or a ``Check``)."""
 
 
 def _type_name(tp: Any) -> str:
@@ -224,7 +247,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against type ``tp`` and convert lists to tuples and mappings to dataclasses.
 
     ``Literal`` values must be one of the listed ones (of the same type: ``true`` is not ``1``);
-    ``Annotated`` ``Range``/``Pattern`` checks run after the base type's.
+    ``Annotated`` ``Check``s run after the base type's.
     """
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -235,7 +258,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         base, *checks = typing.get_args(tp)
         value = _convert(value, base, key, source)
         for check in checks:
-            if isinstance(check, (Range, Pattern)) and not check.contains(value):
+            if isinstance(check, Check) and not check.contains(value):
                 raise ConfigValueError(f"{source}: '{key}' must be {check.describe()}, got {value!r}")
         return value
     if origin is Literal:

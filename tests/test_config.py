@@ -512,7 +512,7 @@ def test_camera_stays_a_free_string():
 
 
 def test_range_and_pattern_describe_themselves():
-    from perception.config import Pattern, Range
+    from perception.config import MultipleOf, Pattern, Range
 
     assert Range(ge=0, le=1).describe() == "in [0, 1]"
     assert Range(gt=0, lt=1.5).describe() == "in (0, 1.5)"
@@ -521,3 +521,5 @@ def test_range_and_pattern_describe_themselves():
     assert Range(le=3).describe() == "<= 3" and Range(lt=-1).describe() == "< -1"
     assert Range(ge=0).contains(0) and not Range(gt=0).contains(0) and not Range(ge=0).contains(float("nan"))
     assert Pattern(r"a|b", "a or b").contains("a") and not Pattern(r"a|b", "a or b").contains("ab")
+    assert MultipleOf(32).contains(64) and not MultipleOf(32).contains(100)
+    assert MultipleOf(32).describe() == "a multiple of 32"

@@ -111,7 +111,8 @@ def test_devices_load(tmp_path, device):
         ({"epochs": 0}, "epochs", ">= 1"),
         ({"batch_size": 0}, "batch_size", ">= 1"),
         ({"max_steps_per_epoch": 0}, "max_steps_per_epoch", ">= 1"),
-        ({"input_size": [0, 640]}, "input_size[0]", ">= 1"),
+        ({"input_size": [0, 640]}, "input_size[0]", ">= 32"),
+        ({"input_size": [288, 500]}, "input_size[1]", "a multiple of 32"),  # the networks' stride
         ({"optim": {"lr": 0}}, "optim.lr", "> 0"),
         ({"optim": {"lr": -0.001}}, "optim.lr", "> 0"),
         ({"optim": {"weight_decay": -0.1}}, "optim.weight_decay", ">= 0"),

@@ -18,6 +18,7 @@ from typing import Annotated, Literal, get_args
 
 from perception.config import (
     Fraction,
+    MultipleOf,
     NonNegativeFloat,
     NonNegativeInt,
     Pattern,
@@ -39,6 +40,7 @@ _KINDS = get_args(DataKind)
 DataSpec = Annotated[str, Pattern(rf"(?:{'|'.join(_KINDS)}):.+", f"KIND:PATH with KIND one of {', '.join(_KINDS)}")]
 TrainDevice = Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
 CocoClassId = Annotated[int, Range(ge=0, le=79)]  # 0-based, the 80-class order
+InputSide = Annotated[int, Range(ge=32), MultipleOf(32)]  # the networks take multiples of their stride 32
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ class TrainConfig:
     name: str  # model name in the contract and checkpoints
     out: str  # run folder: checkpoints, logs
     data: DataConfig
-    input_size: tuple[PositiveInt, PositiveInt] = (384, 640)  # (H, W)
+    input_size: tuple[InputSide, InputSide] = (384, 640)  # (H, W)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
