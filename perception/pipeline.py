@@ -207,9 +207,8 @@ def build_pipeline(
     backend = build_backend(kind, model_path, **kwargs)
     contract = backend.contract
     pc = config.preprocess
-    auto = is_auto_camera(pc.camera)
-    camera_file = None if auto or is_no_camera(pc.camera) else resolve(pc.camera, config_file)
-    camera = load_camera(camera_file) if camera_file else None
+    fused_camera = build_fusion_camera(pc.camera, config_file, media)
+    camera = None if isinstance(fused_camera, SelfCalibration) else fused_camera
     preprocessor = Preprocessor(
         input_size=contract.graph_input_size,
         color=contract.color,
@@ -223,13 +222,25 @@ def build_pipeline(
     settings = DetectionSettings.from_contract(
         contract, post.score_threshold, post.iou_threshold, post.max_dets, post.class_agnostic
     )
-    fused_camera = SelfCalibration(focal_hint=_focal_hint(media)) if auto else camera
     fuser = (
         build_fuser(config.fusion, contract.det_classes, contract.seg_classes, fused_camera, pc.undistort)
         if config.fusion.enabled
         else None
     )
     return Pipeline(backend, preprocessor, settings, fuser)
+
+
+def build_fusion_camera(
+    camera: str | None, config_file: str | os.PathLike | None = None, media: str | os.PathLike | None = None
+) -> CameraModel | SelfCalibration | None:
+    """The camera a ``preprocess.camera`` value gives fusion: the model of a camera file (relative to
+    ``config_file``), a ``SelfCalibration`` for ``auto`` (its focal length from the metadata of ``media``, the
+    video or image folder it will run on, where that has one), or None for ``none``."""
+    if is_auto_camera(camera):
+        return SelfCalibration(focal_hint=_focal_hint(media))
+    if is_no_camera(camera):
+        return None
+    return load_camera(resolve(camera, config_file))
 
 
 def _focal_hint(media: str | os.PathLike | None):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.config import PipelineConfig, resolve
+from perception.config import PipelineConfig
 from perception.fleet.inputs import FleetInput, local_copy
 from perception.fleet.ranges import letterbox_from_row
 from perception.sinks import error_to_json, scene_to_json
@@ -88,14 +88,17 @@ def merge_drive(
     """Fuse the drive's ranges in frame order into ``results.jsonl`` (and ``annotated.mp4``); return and
     write its summary."""
     from perception.camera import load_camera
-    from perception.pipeline import build_fuser
+    from perception.pipeline import build_fuser, build_fusion_camera
 
     drive = Path(drive_dir)
     ranges = load_ranges(drive / "ranges")
     det_classes = tuple(str(c) for c in ranges[0]["det_classes"])
     seg_classes = tuple(str(c) for c in ranges[0]["seg_classes"])
-    camera_file = item.camera or resolve(config.preprocess.camera, config_file)
-    camera = load_camera(camera_file) if camera_file else None
+    if item.camera:  # the drive's own camera file (manifest column) wins over the preset's
+        camera = load_camera(item.camera)
+    else:  # a remote drive gives camera: auto no focal length from its metadata (it is not fetched for that)
+        media = None if item.is_remote else local_copy(item, cache_dir or str(drive))
+        camera = build_fusion_camera(config.preprocess.camera, config_file, media)
     fuser = (
         build_fuser(config.fusion, det_classes, seg_classes, camera, config.preprocess.undistort)
         if config.fusion.enabled
