@@ -315,6 +315,14 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>", prefix
     return cls(**kwargs)
 
 
+def check_config(cfg: T, source: str = "<config>") -> T:
+    """Run the load-time checks (types, Literal choices, ranges) on a config built or changed in code, e.g.
+    after command-line overrides applied with ``dataclasses.replace``; returns ``cfg``, or raises ConfigError
+    naming ``source`` and the dotted key."""
+    from_dict(type(cfg), dataclasses.asdict(cfg), source)  # type: ignore[call-overload]
+    return cfg
+
+
 def load_config(path: str | os.PathLike, cls: type[T] = PipelineConfig) -> T:  # type: ignore[assignment]
     """Load a YAML file into ``cls``. Relative paths inside stay relative to the file (see ``resolve``)."""
     import yaml

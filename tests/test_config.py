@@ -523,3 +523,19 @@ def test_range_and_pattern_describe_themselves():
     assert Pattern(r"a|b", "a or b").contains("a") and not Pattern(r"a|b", "a or b").contains("ab")
     assert MultipleOf(32).contains(64) and not MultipleOf(32).contains(100)
     assert MultipleOf(32).describe() == "a multiple of 32"
+
+
+def test_check_config_checks_values_set_in_code():
+    """Command-line overrides go through ``dataclasses.replace``; ``check_config`` applies the load checks."""
+    import dataclasses
+
+    from perception.config import check_config
+
+    cfg = PipelineConfig()
+    assert check_config(cfg) is cfg
+    assert check_config(load_config(REPO / "configs" / "pipeline" / "solidwhiteright.yaml"))
+    bad = dataclasses.replace(cfg, postprocess=dataclasses.replace(cfg.postprocess, score_threshold=1.5))
+    with pytest.raises(ConfigError, match=r"^command line: 'postprocess.score_threshold' must be in \[0, 1\]"):
+        check_config(bad, "command line")
+    with pytest.raises(ConfigError, match="'backend.name' must be one of"):
+        check_config(dataclasses.replace(cfg, backend=BackendConfig(name="onnx")))  # type: ignore[arg-type]

@@ -170,6 +170,20 @@ def test_section_inside_an_optional_names_its_own_key(tmp_path):
     assert load(tmp_path, init=None).init is None
 
 
+def test_check_config_on_overrides(tmp_path):
+    """``perception train --device/--epochs`` override with ``dataclasses.replace``; ``check_config`` checks."""
+    import dataclasses
+
+    from perception.config import check_config
+
+    cfg = load(tmp_path)
+    assert check_config(dataclasses.replace(cfg, device="cuda:0", epochs=3)).epochs == 3
+    with pytest.raises(ConfigError, match="'device' must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        check_config(dataclasses.replace(cfg, device="gpu"), "command line")
+    with pytest.raises(ConfigError, match="'epochs' must be >= 1, got 0"):
+        check_config(dataclasses.replace(cfg, epochs=0), "command line")
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "train").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_training_config_loads(path):
     assert isinstance(load_config(path, TrainConfig), TrainConfig)
