@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from perception.config import BackendConfig, PipelineConfig, PreprocessConfig
+from perception.frames import Detections, Frame, FrameResult, Letterbox, SegMap
 from perception.pipeline import Pipeline, build_pipeline
 from perception.runner import STAGES, configure_host_threads, peak_rss_mb, run_source
 from perception.sinks import JsonlSink, scene_to_json
 from perception.sources import BadFrame, open_source
-from perception.types import Detections, Frame, Letterbox, SceneResult, SegMap
 
 MODES = ("offline", "live")
 
@@ -60,7 +60,7 @@ class PeerPipeline:
         self.backend = type("PeerBackend", (), {"description": f"onnxruntime {ort.__version__} CPU, 2 peer models"})
         self.name = "peers (TwinLiteNet + NanoDet-m)"
 
-    def __call__(self, frame: Frame) -> SceneResult:
+    def __call__(self, frame: Frame) -> FrameResult:
         seg_net, det_net = self.stack.seg, self.stack.det
         image = frame.image
         t0 = time.perf_counter()
@@ -72,7 +72,7 @@ class PeerPipeline:
         seg, det = seg_net.finish(seg_out, frame.size_hw), det_net.finish(det_out, lb)
         t3 = time.perf_counter()
         h, w = frame.size_hw
-        return SceneResult(
+        return FrameResult(
             frame_index=frame.index,
             timestamp_s=frame.timestamp_s,
             frame_size=frame.size_hw,
@@ -83,11 +83,11 @@ class PeerPipeline:
             timings_ms={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
         )
 
-    def fuse(self, result: SceneResult) -> SceneResult:
+    def fuse(self, result: FrameResult) -> FrameResult:
         """The peers have no fusion stage: results pass through."""
         return result
 
-    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[SceneResult]:
+    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[FrameResult]:
         return [self(f) for f in frames]  # the peer exports take batch 1
 
 

@@ -5,10 +5,10 @@ several photos of a flat board, refined to sub-pixel, then ``cv2.calibrateCamera
 distortion model (k1, k2, p1, p2, k3). ``estimate_mounting`` finds the ego lane's two lines in driving
 frames; where they meet (the vanishing point of the road direction) gives pitch and yaw, and the known
 lane width gives the camera height. Both return frozen results; ``perception calibrate`` prints them and
-writes the camera YAML that ``perception.camera.load_camera`` reads.
+writes the camera YAML that ``perception.camera_model.load_camera`` reads.
 
 Pixel coordinates are OpenCV's: x right, y down, pixel centres at integers. Angles follow
-``perception.camera.Mounting``: pitch positive looks down, yaw positive turns the camera left.
+``perception.camera_model.Mounting``: pitch positive looks down, yaw positive turns the camera left.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel, Mounting, load_camera
+from perception.camera_model import CameraModel, Mounting, load_camera
 from perception.errors import ConfigError, InputError, OutputError
 from perception.sources import IMAGE_SUFFIXES, VideoFileSource
 
@@ -435,7 +435,7 @@ def _mad(values: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class MountingEstimate:
-    """Camera mounting measured from lane lines; angles in degrees, as in ``perception.camera.Mounting``.
+    """Camera mounting measured from lane lines; angles in degrees, as in ``perception.camera_model.Mounting``.
 
     Attributes:
         pitch_deg, yaw_deg: from the median vanishing point (positive: looks down / turned left).
@@ -600,7 +600,7 @@ def read_video_frames(path: str | os.PathLike, n: int) -> list[np.ndarray]:
 
 
 def camera_yaml(camera: CameraModel, header: Sequence[str] = ()) -> str:
-    """The camera YAML text (``perception.camera`` format) with ``header`` lines as a leading comment.
+    """The camera YAML text (``perception.camera_model`` format) with ``header`` lines as a leading comment.
 
     Values are rounded far below their uncertainty (1e-4 px, 8 significant digits, 1e-4 m or deg) so the
     file stays readable.

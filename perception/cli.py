@@ -982,7 +982,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         write_camera_yaml,
         yaml_header_comment,
     )
-    from perception.camera import load_camera
+    from perception.camera_model import load_camera
 
     made_with = f"on {date.today().isoformat()} with perception {__version__}, OpenCV {cv2.__version__}"
     name = Path(args.out).stem

@@ -1,4 +1,4 @@
-"""Frame → SceneResult: preprocess, infer, unpack, map back to frame pixels. No I/O, no threads.
+"""Frame → FrameResult: preprocess, infer, unpack, map back to frame pixels. No I/O, no threads.
 
 ``build_pipeline`` is the one place a ``PipelineConfig`` becomes constructor arguments.
 """
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.camera import CameraModel, load_camera
+from perception.camera_model import CameraModel, load_camera
 from perception.config import FusionConfig, PipelineConfig, is_auto_camera, is_no_camera, resolve
 from perception.errors import ConfigError, ModelError
+from perception.frames import Detections, Frame, FrameResult, Letterbox
 from perception.fusion.scene import SceneFuser
 from perception.fusion.self_calibration import SelfCalibration
 from perception.postprocess.outputs import DetectionSettings, unpack_outputs
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
-from perception.types import Detections, Frame, Letterbox, SceneResult
 
 DEFAULT_MODEL_NAME = "default.onnx"
 
@@ -54,7 +54,7 @@ class Pipeline:
         preprocessor: letterbox (and undistortion/ROI) matching the contract's input.
         settings: detection thresholds applied on the host.
         fuser: turns each frame's boxes and masks into a Scene (tracks, lanes, distances, warnings); it is
-            stateful, so frames must come in order; None = no fusion (``SceneResult.scene`` stays None).
+            stateful, so frames must come in order; None = no fusion (``FrameResult.scene`` stays None).
     """
 
     def __init__(
@@ -103,8 +103,8 @@ class Pipeline:
         frames: Sequence[Frame],
         fuse: bool = True,
         prepared: Sequence[tuple[np.ndarray, Letterbox]] | None = None,
-    ) -> list[SceneResult]:
-        """Frames (any sizes) → one SceneResult each; detections in frame pixels.
+    ) -> list[FrameResult]:
+        """Frames (any sizes) → one FrameResult each; detections in frame pixels.
 
         Per-frame timings (ms): preprocess, inference, postprocess are wall clock, the batch's time divided
         by the batch size; preprocess_cpu and postprocess_cpu are the calling thread's CPU time.
@@ -150,7 +150,7 @@ class Pipeline:
             del timings["preprocess"], timings["preprocess_cpu"]
         out = []
         for frame, lb, seg, dets in results:
-            result = SceneResult(
+            result = FrameResult(
                 frame_index=frame.index,
                 timestamp_s=frame.timestamp_s,
                 frame_size=frame.size_hw,
@@ -163,7 +163,7 @@ class Pipeline:
             out.append(self.fuse(result) if fuse else result)
         return out
 
-    def fuse(self, result: SceneResult) -> SceneResult:
+    def fuse(self, result: FrameResult) -> FrameResult:
         """Add the fused scene (tracks, lanes, distances, warnings) and its time ("fusion", ms).
 
         Stateful: call once per frame, in frame order. Without a fuser the result comes back unchanged.
@@ -186,7 +186,7 @@ class Pipeline:
                     f"{frame.size_hw[1]}x{frame.size_hw[0]} or use a model without --frame-size"
                 )
 
-    def __call__(self, frame: Frame) -> SceneResult:
+    def __call__(self, frame: Frame) -> FrameResult:
         return self.process_batch([frame])[0]
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel
+from perception.camera_model import CameraModel
 from perception.errors import ConfigError
-from perception.types import Frame, Letterbox
+from perception.frames import Frame, Letterbox
 
 ALIGNS = ("center", "top-left")
 

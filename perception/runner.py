@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perception.frames import Frame
 from perception.pipeline import Pipeline
 from perception.progress import Progress
 from perception.sinks import ImageSink, JsonlSink, VideoSink, ensure_writable_dir, error_to_json, scene_to_json
 from perception.sources import BadFrame, FrameSource, ImageFolderSource, size_change_reason
-from perception.types import Frame
 from perception.viz import draw_scene
 
 log = logging.getLogger(__name__)

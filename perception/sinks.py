@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from perception.errors import OutputError
-from perception.types import Scene, SceneResult
+from perception.frames import FrameResult, Scene
 
 SCHEMA_ID = "perception.frame/2"
 SCHEMA_PATH = Path(__file__).parent / "schema" / "frame.schema.json"
@@ -133,8 +133,8 @@ def scene_json(scene: Scene, det_class_names: tuple[str, ...]) -> dict[str, Any]
     }
 
 
-def scene_to_json(result: SceneResult, timings_ms: dict[str, float] | None = None) -> dict[str, Any]:
-    """A SceneResult as the JSONL record above (plain Python types, rounded for size)."""
+def scene_to_json(result: FrameResult, timings_ms: dict[str, float] | None = None) -> dict[str, Any]:
+    """A FrameResult as the JSONL record above (plain Python types, rounded for size)."""
     dets = result.detections
     names = result.det_class_names
     return {

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from perception.errors import InputError
-from perception.types import Frame
+from perception.frames import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

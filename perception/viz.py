@@ -9,7 +9,7 @@ import functools
 import cv2
 import numpy as np
 
-from perception.types import Scene, SceneResult
+from perception.frames import FrameResult, Scene
 
 # BGR colours by segmentation class name; unknown names get a colour from SEG_FALLBACK.
 SEG_COLORS = {"drivable": (80, 200, 60), "road": (80, 200, 60), "lane": (0, 215, 255)}
@@ -40,7 +40,7 @@ def det_color(name: str, label: int) -> tuple[int, int, int]:
     return DET_COLORS.get(name, DET_FALLBACK[label % len(DET_FALLBACK)])
 
 
-def draw_scene(image: np.ndarray, result: SceneResult, alpha: float = 0.45) -> np.ndarray:
+def draw_scene(image: np.ndarray, result: FrameResult, alpha: float = 0.45) -> np.ndarray:
     """uint8 [H, W, 3] BGR frame + result → new annotated uint8 [H, W, 3]; the input is not modified."""
     out = image.copy()
     if result.seg is not None:

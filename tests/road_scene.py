@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel, Mounting
-from perception.types import Letterbox, SegMap
+from perception.camera_model import CameraModel, Mounting
+from perception.frames import Letterbox, SegMap
 
 SEG_CLASSES = ("background", "drivable", "lane")
 DET_CLASSES = ("car", "pedestrian", "cyclist", "traffic_sign")

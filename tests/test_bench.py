@@ -18,8 +18,8 @@ from perception.bench import BenchResult, BenchRun, PeerPipeline, bench_one, for
 from perception.cli import main
 from perception.errors import ModelError
 from perception.eval.peers import NANODET_FILE, TWINLITE_FILE, peer_path
+from perception.frames import Frame
 from perception.sinks import scene_to_json
-from perception.types import Frame
 
 STAGE_COLUMNS = ("decode", "preprocess", "inference", "postprocess", "write")
 

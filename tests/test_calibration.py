@@ -27,7 +27,7 @@ from perception.calibration import (
     read_video_frames,
     save_undistorted_example,
 )
-from perception.camera import CameraModel, Mounting, load_camera
+from perception.camera_model import CameraModel, Mounting, load_camera
 from perception.cli import main
 from perception.errors import ConfigError, InputError
 

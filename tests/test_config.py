@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from perception.camera import CameraModel, Mounting, camera_from_dict, load_camera
+from perception.camera_model import CameraModel, Mounting, camera_from_dict, load_camera
 from perception.config import (
     DEFAULT_PROVIDERS,
     BackendConfig,

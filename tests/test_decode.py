@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from perception.frames import Detections
 from perception.postprocess.decode import BOX_ENCODINGS, anchor_centers, decode_grid, select_detections
-from perception.types import Detections
 
 # --------------------------------------------------------------------------------------------------------
 # Slow references.

@@ -26,13 +26,14 @@ import pytest
 import torch
 from conftest import write_video
 
-from perception.camera import CameraModel
+from perception.camera_model import CameraModel
 from perception.cli import main
 from perception.config import PipelineConfig, PreprocessConfig
 from perception.errors import ConfigError, ModelError
 from perception.export.checkpoint_export import PARITY, check_frames_from, check_parity
 from perception.export.onnx_export import export_onnx
 from perception.export.random_model import random_net_and_contract
+from perception.frames import Frame
 from perception.nets.contract_graph import InputAdapter
 from perception.pipeline import Pipeline, build_pipeline
 from perception.postprocess.nms import box_iou
@@ -42,7 +43,6 @@ from perception.runtime.contract import ModelContract
 from perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from perception.runtime.tensorrt_backend import tensorrt_available
 from perception.train.checkpoints import save_model_checkpoint
-from perception.types import Frame
 
 SIZE = (64, 96)  # network input (H, W)
 CPU = ("CPUExecutionProvider",)
@@ -314,7 +314,7 @@ def test_check_parity_letterboxes_the_reference_with_the_contract_align(top_left
 
 
 def test_pipeline_results_of_a_whole_frame_model(cases):
-    """SceneResult: boxes in frame pixels, seg at the network size with the graph's letterbox (padding
+    """FrameResult: boxes in frame pixels, seg at the network size with the graph's letterbox (padding
     excluded from seg_area)."""
     from perception.sinks import scene_to_json
 

@@ -34,7 +34,7 @@ def test_runtime_path_does_not_import_torch():
         "from perception.runner import run_source\n"
         "from perception.config import PipelineConfig\n"
         "p = build_pipeline(PipelineConfig())\n"
-        "from perception.types import Frame\n"
+        "from perception.frames import Frame\n"
         "p(Frame(0, 0.0, np.zeros((540, 960, 3), np.uint8)))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

@@ -1,7 +1,7 @@
 """The node's HTTP endpoint with real clients: /health, /metrics (parsed as Prometheus text), the MJPEG preview.
 
 The health callable returns a dict with the keys of ``CameraNode.health()``; the preview gets a real
-SceneResult (image, boxes, segmentation) offered from a thread, the way the node's loop offers each frame.
+FrameResult (image, boxes, segmentation) offered from a thread, the way the node's loop offers each frame.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from perception.errors import OutputError
+from perception.frames import Detections, FrameResult, Letterbox, SegMap
 from perception.live.http import BOUNDARY, NODE_STATES, PreviewRenderer, StatusServer, prometheus_text
 from perception.live.outputs import parse_host_port
-from perception.types import Detections, Letterbox, SceneResult, SegMap
 
 TIMEOUT = 3.0
 
@@ -240,14 +240,14 @@ H, W = 120, 160
 NAMES = ("car", "pedestrian")
 
 
-def make_result(index: int = 0) -> tuple[np.ndarray, SceneResult]:
+def make_result(index: int = 0) -> tuple[np.ndarray, FrameResult]:
     rng = np.random.default_rng(index)
     coarse = rng.integers(0, 256, (H // 10, W // 10, 3), dtype=np.uint8)
     image = cv2.resize(coarse, (W, H), interpolation=cv2.INTER_LINEAR)  # random but smooth: JPEG keeps it
     ids = np.zeros((96, 128), np.uint8)
     ids[60:, :] = 1
     ids[60:, 60:68] = 2
-    result = SceneResult(
+    result = FrameResult(
         frame_index=index,
         timestamp_s=index / 30,
         frame_size=(H, W),

@@ -15,11 +15,11 @@ import pytest
 from conftest import write_video
 
 from perception.errors import InputError
+from perception.frames import Detections, FrameResult, Letterbox
 from perception.live.capture import LatestFrameCapture
 from perception.live.node import CameraNode, NodeSettings, percentile
 from perception.live.outputs import RotatingJsonlOutput
 from perception.sources import OpenCVGrabber, parse_camera_source
-from perception.types import Detections, Letterbox, SceneResult
 
 
 class FakeCamera:
@@ -78,7 +78,7 @@ class Opener:
 
 
 class FakePipeline:
-    """Frame → empty SceneResult after ``delay_s``; records (index, camera pixel id) of each frame seen."""
+    """Frame → empty FrameResult after ``delay_s``; records (index, camera pixel id) of each frame seen."""
 
     def __init__(self, delay_s=0.0, fail_every=None, hang_on=None, hang_s=0.0):
         self.delay_s = delay_s
@@ -94,7 +94,7 @@ class FakePipeline:
             raise ValueError("model exploded")
         time.sleep(self.delay_s)
         h, w = frame.size_hw
-        return SceneResult(
+        return FrameResult(
             frame_index=frame.index,
             timestamp_s=frame.timestamp_s,
             frame_size=(h, w),
@@ -370,8 +370,8 @@ def test_soak_latency_histogram_matches_exact_percentiles_to_the_bin():
 def test_ros2_detection_fields_carry_centre_size_class_score_and_track_id():
     """What the ROS 2 output puts in each vision_msgs/Detection2D, without ROS: boxes as centre and size in
     frame pixels, the class name, the score, and the id of the tracked object the box belongs to."""
+    from perception.frames import Scene, SceneObject, Track
     from perception.live.ros2 import detection_fields
-    from perception.types import Scene, SceneObject, Track
 
     dets = Detections(
         np.array([[100, 50, 140, 80], [300, 60, 320, 100], [10, 10, 20, 20]], np.float32),
@@ -381,7 +381,7 @@ def test_ros2_detection_fields_carry_centre_size_class_score_and_track_id():
     tracked = SceneObject(track=Track(7, np.array([101, 51, 141, 81], np.float32), 0.9, 0))
     # Same place as detection 1 but another class: it must not lend its id.
     other_class = SceneObject(track=Track(9, np.array([300, 60, 320, 100], np.float32), 0.7, 0))
-    result = SceneResult(
+    result = FrameResult(
         frame_index=0,
         timestamp_s=0.0,
         frame_size=(200, 400),

@@ -1,6 +1,6 @@
 """The camera node's outputs with real consumers: a UDP socket, a ZeroMQ SUB socket, the JSONL files on disk.
 
-Each record is the one the node builds (``scene_to_json`` of a real SceneResult, serialised compactly);
+Each record is the one the node builds (``scene_to_json`` of a real FrameResult, serialised compactly);
 the consumer must get it back byte for byte (UDP, ZeroMQ) or line for line (JSONL).
 """
 
@@ -16,21 +16,21 @@ import numpy as np
 import pytest
 
 from perception.errors import ConfigError, OutputError
+from perception.frames import Detections, FrameResult, Letterbox, SegMap
 from perception.live.outputs import MAX_UDP_PAYLOAD, RotatingJsonlOutput, UdpOutput, ZmqOutput, parse_host_port
 from perception.sinks import scene_to_json
-from perception.types import Detections, Letterbox, SceneResult, SegMap
 
 NAMES = ("car", "pedestrian", "cyclist")
 
 
-def make_result(n_dets: int = 3, index: int = 0, h: int = 120, w: int = 160, seed: int = 0) -> SceneResult:
-    """A SceneResult with ``n_dets`` boxes inside a ``h`` x ``w`` frame and a small segmentation map."""
+def make_result(n_dets: int = 3, index: int = 0, h: int = 120, w: int = 160, seed: int = 0) -> FrameResult:
+    """A FrameResult with ``n_dets`` boxes inside a ``h`` x ``w`` frame and a small segmentation map."""
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, [w - 20, h - 20], (n_dets, 2))
     wh = rng.uniform(4, 20, (n_dets, 2))
     boxes = np.concatenate([xy, xy + wh], axis=1)
     ids = rng.integers(0, 3, (96, 128), dtype=np.uint8)
-    return SceneResult(
+    return FrameResult(
         frame_index=index,
         timestamp_s=index / 30,
         frame_size=(h, w),
@@ -42,7 +42,7 @@ def make_result(n_dets: int = 3, index: int = 0, h: int = 120, w: int = 160, see
     )
 
 
-def make_record(n_dets: int = 3, index: int = 0) -> tuple[dict, bytes, SceneResult]:
+def make_record(n_dets: int = 3, index: int = 0) -> tuple[dict, bytes, FrameResult]:
     """(record, line, result) exactly as CameraNode hands them to an output."""
     result = make_result(n_dets, index)
     record = scene_to_json(result)

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.camera import CameraModel
+from perception.camera_model import CameraModel
 from perception.errors import ConfigError
+from perception.frames import Frame, Letterbox
 from perception.preprocess import Preprocessor, letterbox_geometry
-from perception.types import Frame, Letterbox
 
 INPUT_HW = (384, 640)
 DIST = (-0.3, 0.1, 0.001, -0.001, 0.0)
@@ -358,7 +358,7 @@ def test_image_to_ground_inverts_projection_of_ground_points(distorted):
     placed from the frame's own pixels when the frame was not undistorted."""
     from dataclasses import replace
 
-    from perception.camera import Mounting
+    from perception.camera_model import Mounting
 
     cam = replace(camera(640, 360, dist=(-0.2, 0.05, 0.0, 0.0, 0.0)), mounting=Mounting(1.4, 2.0, 0.5, 0.3))
     ground = np.array([[6.0, 1.8, 0.0], [15.0, -1.7, 0.0], [30.0, 3.5, 0.0], [45.0, 0.0, 0.0]])

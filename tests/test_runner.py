@@ -13,11 +13,11 @@ from conftest import synthetic_frame, write_video
 
 from perception.config import PipelineConfig
 from perception.errors import InputError
+from perception.frames import Frame
 from perception.pipeline import build_pipeline
 from perception.runner import run_source
 from perception.sinks import SCHEMA_PATH
 from perception.sources import BadFrame, ImageFolderSource, VideoFileSource, open_source
-from perception.types import Frame
 
 
 def _pipeline(model):

@@ -1,4 +1,4 @@
-"""SceneFuser on synthetic SceneResults: distances through the ground plane and their fallbacks, range
+"""SceneFuser on synthetic FrameResults: distances through the ground plane and their fallbacks, range
 filtering, closing speed and TTC, forward collision warning, lane assignment; and the scene metrics of
 perception/eval/scene.py (hand-computed values, then one oracle clip end to end)."""
 
@@ -21,9 +21,9 @@ from road_scene import (
 
 from perception.errors import ConfigError
 from perception.eval.scene import _greedy_pairs, _truth_ttc, evaluate_scene
+from perception.frames import Detections, FrameResult, Letterbox, SceneObject, SegMap, Track
 from perception.fusion.scene import SceneFuser, WarningSettings, ground_distance
 from perception.postprocess.nms import box_iou  # what scene eval matches boxes with
-from perception.types import Detections, Letterbox, SceneObject, SceneResult, SegMap, Track
 
 H, W = 360, 640
 FPS = 25.0
@@ -40,13 +40,13 @@ def result(
     mask: np.ndarray | None = ROAD_MASK,
     frame_size: tuple[int, int] = (H, W),
     letterbox: Letterbox | None = None,
-) -> SceneResult:
-    """A SceneResult at 25 fps with boxes in frame pixels (scores 0.9) and a lane mask in input pixels."""
+) -> FrameResult:
+    """A FrameResult at 25 fps with boxes in frame pixels (scores 0.9) and a lane mask in input pixels."""
     n = len(boxes)
     dets = Detections(
         np.array(boxes, np.float32).reshape(n, 4), np.full(n, 0.9, np.float32), np.array(labels, np.int32)
     )
-    return SceneResult(
+    return FrameResult(
         frame_index=index,
         timestamp_s=index / FPS,
         frame_size=frame_size,

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from road_scene import DRIVABLE, LANE, SEG_CLASSES, identity_letterbox, lane_lines, make_camera, render_road, seg_map
 
-from perception.camera import Mounting
+from perception.camera_model import Mounting
+from perception.frames import Detections, FrameResult, SegMap
 from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
 from perception.fusion.scene import SceneFuser
 from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration, dash_period_on_ground
 from perception.sinks import SCHEMA_PATH, scene_json, scene_to_json
-from perception.types import Detections, SceneResult, SegMap
 
 H, W = 360, 640
 FPS = 10.0
@@ -171,7 +171,7 @@ def test_fusion_with_camera_auto_gives_metres_once_calibrated():
     none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
     offsets = []
     for k, (seg, t) in enumerate(drive(cam, 10.0)):
-        result = SceneResult(k, t, (H, W), none, ("car",), SegMap(seg.class_ids, SEG_CLASSES), LB)
+        result = FrameResult(k, t, (H, W), none, ("car",), SegMap(seg.class_ids, SEG_CLASSES), LB)
         scene = fuser.update(result)
         record = scene_json(scene, ("car",))
         if scene.camera.state == "calibrating":

@@ -9,8 +9,8 @@ import pytest
 from conftest import require_real_clip
 
 from perception.config import PipelineConfig
+from perception.frames import Frame
 from perception.pipeline import build_pipeline, default_model_path
-from perception.types import Frame
 
 
 def shipped(variant: str) -> str:

@@ -85,7 +85,7 @@ def _paint_hits(sample, lanes, tol: int = 1) -> float:
     (distortion included), that land within ``tol`` px of a lane-labelled pixel in the lower 40 % rows."""
     import cv2
 
-    from perception.camera import camera_from_dict
+    from perception.camera_model import camera_from_dict
 
     cam = camera_from_dict(sample.meta["camera"])
     lane = cv2.dilate((sample.seg == 2).astype(np.uint8), np.ones((2 * tol + 1, 2 * tol + 1), np.uint8))
@@ -138,7 +138,7 @@ def test_lane_polylines_follow_lens_distortion():
     draw = replace(NO_EFFECTS, k1=-0.15, k2=0.0)
     s = FrameMaker(camera(1), draw).make(world, "t", np.random.default_rng(0))
     assert s.meta["camera"]["dist_coeffs"][0] < 0
-    from perception.camera import camera_from_dict
+    from perception.camera_model import camera_from_dict
 
     assert camera_from_dict(s.meta["camera"]).dist_coeffs == tuple(s.meta["camera"]["dist_coeffs"])  # reads back
     lanes = [ln for ln in s.meta["lanes"] if ln["style"] == "solid"]

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from perception.frames import Detections, Track
 from perception.fusion.tracking import (
     BoxKalman,
     ByteTracker,
@@ -15,7 +16,6 @@ from perception.fusion.tracking import (
     max_weight_matching,
     min_cost_matching,
 )
-from perception.types import Detections, Track
 
 # --------------------------------------------------------------------------------------------------------
 # Assignment: brute force over every permutation (of the padded square matrix for partial matchings).

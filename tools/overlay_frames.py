@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from perception.config import FusionConfig, PipelineConfig
+from perception.frames import Frame
 from perception.pipeline import build_pipeline
-from perception.types import Frame
 from perception.viz import draw_scene
 
 

@@ -79,8 +79,8 @@ import albumentations as A  # noqa: E402
 
 from perception.data.boxes import sanitize_boxes  # noqa: E402
 from perception.data.sample import IGNORE, Sample  # noqa: E402
+from perception.frames import Letterbox  # noqa: E402
 from perception.preprocess import Preprocessor  # noqa: E402
-from perception.types import Letterbox  # noqa: E402
 
 MODES = ("train", "val")
 PAD_VALUE = 114  # letterbox grey, as in the model contract

@@ -29,9 +29,9 @@ import numpy as np
 
 from perception.errors import ModelError
 from perception.eval.prediction import Prediction
+from perception.frames import Letterbox
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
-from perception.types import Letterbox
 
 PEER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "peers"
 TWINLITE_FILE = "twinlitenet_bdd100k_640x360.onnx"

@@ -61,7 +61,7 @@ class PipelinePredictor:
         self.det_classes = tuple(self.pipeline.contract.det_classes)
 
     def predict(self, image_bgr: np.ndarray) -> Prediction:
-        from perception.types import Frame
+        from perception.frames import Frame
 
         result = self.pipeline(Frame(index=0, timestamp_s=0.0, image=image_bgr))
         seg = None if result.seg is None else result.letterbox.mask_to_frame(result.seg.class_ids)

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.camera import CameraModel, camera_from_dict
+from perception.camera_model import CameraModel, camera_from_dict
 from perception.data.base import Dataset
 from perception.data.sample import Sample
 from perception.eval.tracking import MotAccumulator
+from perception.frames import AutoCamera, Detections, Frame, FrameResult, Letterbox, SegMap
 from perception.fusion.scene import SceneFuser
 from perception.postprocess.nms import box_iou
-from perception.types import AutoCamera, Detections, Frame, Letterbox, SceneResult, SegMap
 
 RANGE_BUCKETS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, math.inf))
 LANE_MATCH_M = 0.4  # a predicted line matches a true one when their mean lateral gap is below this
@@ -174,7 +174,7 @@ def _truth_near_distance(obj: dict) -> float:
 
 def oracle_result(
     sample: Sample, index: int, timestamp_s: float, det_classes: tuple[str, ...], seg_classes: tuple[str, ...]
-) -> SceneResult:
+) -> FrameResult:
     """The truth as perception output: true mask (not-modelled pixels as background), true boxes at 0.9;
     ``det_classes`` / ``seg_classes`` are the dataset's (what its label ids index)."""
     h, w = sample.seg.shape
@@ -182,7 +182,7 @@ def oracle_result(
     lb = Letterbox((h, w), (h, w), (0, 0, w, h), 1.0, 0, 0)
     keep = ~np.asarray(sample.ignore, bool)
     dets = Detections(sample.boxes[keep], np.full(int(keep.sum()), 0.9, np.float32), sample.labels[keep])
-    return SceneResult(
+    return FrameResult(
         frame_index=index,
         timestamp_s=timestamp_s,
         frame_size=(h, w),
@@ -213,7 +213,7 @@ def evaluate_scene(
         dataset: a synthetic dataset's ``clips`` split.
         make_fuser: the clip's true camera → a fresh SceneFuser (one per clip; a self-calibrating fuser
             ignores it and is scored against it).
-        perceive: (Frame) → SceneResult, e.g. a Pipeline; None = the oracle (true masks and boxes).
+        perceive: (Frame) → FrameResult, e.g. a Pipeline; None = the oracle (true masks and boxes).
         max_clips: stop after this many clips.
         score_after_s: frames before this time into each clip go through fusion but are not scored (a
             self-calibrating camera's first seconds).

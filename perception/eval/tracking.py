@@ -41,9 +41,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from perception.frames import Detections
 from perception.fusion.tracking import ByteTracker, max_weight_matching, min_cost_matching
 from perception.postprocess.nms import box_iou
-from perception.types import Detections
 
 CARRY_OVER = ("previous_frame", "last_match")
 

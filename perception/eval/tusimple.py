@@ -45,8 +45,8 @@ from perception.eval.lanes import (
     order_left_to_right,
     polyline_to_tusimple,
 )
+from perception.frames import Frame
 from perception.progress import Progress
-from perception.types import Frame
 
 PREDICTIONS_FILE = "tusimple_predictions.json"
 TUSIMPLE_FPS = 20.0

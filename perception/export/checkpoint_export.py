@@ -179,12 +179,12 @@ class _EagerGraphLetterbox:
 def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames: list[np.ndarray]) -> ParityReport:
     """Run ``frames`` through the exported file (ONNX Runtime) and the eager net (host decode + NMS)."""
     from perception.config import FusionConfig, PipelineConfig
+    from perception.frames import Frame
     from perception.pipeline import Pipeline, build_pipeline
     from perception.postprocess.nms import box_iou
     from perception.postprocess.outputs import DetectionSettings
     from perception.preprocess import Preprocessor
     from perception.runtime.torch_backend import TorchBackend
-    from perception.types import Frame
 
     onnx_pipe = build_pipeline(PipelineConfig(model=str(onnx_path), fusion=FusionConfig(enabled=False)))
     onnx_pipe.keep_whole_ranking()  # every box the graph keeps is compared

@@ -21,9 +21,9 @@ import numpy as np
 from perception.config import PipelineConfig
 from perception.fleet.inputs import FleetInput, local_copy
 from perception.fleet.ranges import letterbox_from_row
+from perception.frames import Detections, FrameResult, SegMap
 from perception.sinks import error_to_json, scene_to_json
 from perception.sources import size_change_reason
-from perception.types import Detections, SceneResult, SegMap
 
 SUMMARY_NAME = "summary.json"
 
@@ -87,7 +87,7 @@ def merge_drive(
 ) -> dict[str, Any]:
     """Fuse the drive's ranges in frame order into ``results.jsonl`` (and ``annotated.mp4``); return and
     write its summary."""
-    from perception.camera import load_camera
+    from perception.camera_model import load_camera
     from perception.pipeline import build_fuser, build_fusion_camera
 
     drive = Path(drive_dir)
@@ -114,7 +114,7 @@ def merge_drive(
     net_ms: list[float] = []
     first_t = last_t = None
     stream_hw: tuple[int, int] | None = None
-    results: dict[int, SceneResult] = {}
+    results: dict[int, FrameResult] = {}
     for r in ranges:
         offsets = np.concatenate([[0], np.cumsum(r["det_count"])])
         entries: list[tuple[int, Any]] = [(int(f), ("ok", k)) for k, f in enumerate(r["frame"])]
@@ -140,7 +140,7 @@ def merge_drive(
             timings = dict(
                 zip(("preprocess", "inference", "postprocess"), (float(v) for v in r["timings_ms"][k]), strict=True)
             )
-            result = SceneResult(
+            result = FrameResult(
                 frame_index=index,
                 timestamp_s=t,
                 frame_size=hw,
@@ -202,12 +202,12 @@ def merge_drive(
 
 
 def _write_video(
-    item: FleetInput, drive: Path, results: dict[int, SceneResult], fps: float, cache_dir: str | None
+    item: FleetInput, drive: Path, results: dict[int, FrameResult], fps: float, cache_dir: str | None
 ) -> Path:
     """The annotated video: the drive decoded once more, in order, with each frame's fused result drawn."""
     from perception.fleet.ranges import iter_range
+    from perception.frames import Frame
     from perception.sinks import VideoSink
-    from perception.types import Frame
     from perception.viz import draw_scene
 
     path = local_copy(item, cache_dir or str(drive))

@@ -20,8 +20,8 @@ import numpy as np
 
 from perception.config import PipelineConfig
 from perception.fleet.inputs import FleetInput, local_copy
+from perception.frames import Frame, Letterbox
 from perception.sources import BadFrame, open_source
-from perception.types import Frame, Letterbox
 
 LETTERBOX_FIELDS = 11  # frame h, w; input h, w; roi x, y, w, h; scale; pad x, y
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.types import LANE_SIDES, Lane, Letterbox, SegMap
+from perception.frames import LANE_SIDES, Lane, Letterbox, SegMap
 
 # Segments flatter than this (|dy| / |dx|) are crossing paint (stop lines, zebra stripes), not lane lines.
 MIN_STEEPNESS = 0.12

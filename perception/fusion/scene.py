@@ -1,4 +1,4 @@
-"""SceneResult (boxes, masks) → Scene: tracked objects with distance, lane, closing speed and TTC; the ego
+"""FrameResult (boxes, masks) → Scene: tracked objects with distance, lane, closing speed and TTC; the ego
 lane from ``postprocess/lanes.py``; lane departure and forward collision warnings.
 
 Distances come from the ground plane: the bottom centre of a box is where the object stands, and the
@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.camera import CameraModel
+from perception.camera_model import CameraModel
 from perception.errors import ConfigError
+from perception.frames import AutoCamera, EgoLane, FrameResult, Lane, Scene, SceneObject, Track
 from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
 from perception.fusion.self_calibration import SelfCalibration
 from perception.fusion.tracking import ByteTracker
 from perception.postprocess.lanes import LaneEstimator, LaneFilter, LaneSettings
-from perception.types import AutoCamera, EgoLane, Lane, Scene, SceneObject, SceneResult, Track
 
 # Typical heights (m) for the size-based fallback; a sign is its plate (signs stand on poles, off the road).
 CLASS_HEIGHT_M = {"car": 1.5, "pedestrian": 1.7, "cyclist": 1.7, "traffic_sign": 0.7}
@@ -215,7 +215,7 @@ class SceneFuser:
                 )
         return self._camera
 
-    def _image_lanes(self, result: SceneResult) -> list[Lane]:
+    def _image_lanes(self, result: FrameResult) -> list[Lane]:
         """Lanes in the image (no camera, or one still calibrating), fed to the self-calibration."""
         lines = find_image_lines(result.seg, result.letterbox, self.lane_class)
         sides = name_image_lines(lines, result.frame_size)
@@ -228,7 +228,7 @@ class SceneFuser:
         """Raise ConfigError now (before a run starts) if the camera cannot describe frames of this size."""
         self._camera_for(frame_size)
 
-    def update(self, result: SceneResult) -> Scene:
+    def update(self, result: FrameResult) -> Scene:
         lanes: list[Lane] = []
         image_only: list[Lane] = []
         if self.camera_base is None and self.lane_class is not None and result.seg is not None:
@@ -263,7 +263,7 @@ class SceneFuser:
         return camera.name if camera is not None else None
 
     def _place(
-        self, track: Track, camera: CameraModel | None, result: SceneResult, lanes: list[Lane], ego: EgoLane | None
+        self, track: Track, camera: CameraModel | None, result: FrameResult, lanes: list[Lane], ego: EgoLane | None
     ) -> SceneObject:
         if camera is None:
             return SceneObject(track=track)
@@ -312,7 +312,7 @@ class SceneFuser:
             ttc_s=ttc,
         )
 
-    def _on_road(self, box: np.ndarray, result: SceneResult) -> bool | None:
+    def _on_road(self, box: np.ndarray, result: FrameResult) -> bool | None:
         """Whether the pixels just under the box are road or lane paint; None when that cannot be seen."""
         seg = result.seg
         if seg is None:
@@ -334,7 +334,7 @@ class SceneFuser:
         self,
         position: tuple[float, float] | None,
         box: np.ndarray,
-        result: SceneResult,
+        result: FrameResult,
         ego: EgoLane | None,
         lanes: list[Lane],
         name: str,

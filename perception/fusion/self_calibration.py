@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from perception.calibration import LaneLine, _angles, _intersect, _mad
-from perception.camera import CameraModel, Mounting
 from perception.camera_metadata import FocalHint
+from perception.camera_model import CameraModel, Mounting
+from perception.frames import AutoCamera
 from perception.fusion.image_lanes import ImageLine
-from perception.types import AutoCamera
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ import math
 
 import numpy as np
 
+from perception.frames import Detections, Track
 from perception.postprocess.nms import box_iou
-from perception.types import Detections, Track
 
 # ----------------------------------------------------------------------------------------------------------
 # Assignment

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from perception.errors import InputError
+from perception.frames import Frame
 from perception.sources import Grabber
-from perception.types import Frame
 
 log = logging.getLogger(__name__)
 

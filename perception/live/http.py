@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from perception.errors import OutputError
-from perception.types import SceneResult
+from perception.frames import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class PreviewRenderer:
         self.clients = 0
         self.renders = 0
         self._cond = threading.Condition()
-        self._latest: tuple[np.ndarray, SceneResult] | None = None
+        self._latest: tuple[np.ndarray, FrameResult] | None = None
         self._offered = 0
         self._jpeg: bytes | None = None
         self._jpeg_seq = 0
@@ -58,7 +58,7 @@ class PreviewRenderer:
         self._thread = threading.Thread(target=self._render_loop, name="preview", daemon=True)
         self._thread.start()
 
-    def offer(self, image: np.ndarray, result: SceneResult) -> None:
+    def offer(self, image: np.ndarray, result: FrameResult) -> None:
         """Called by the node for every frame: keeps a reference, costs nothing else."""
         with self._cond:
             self._latest = (image, result)
@@ -66,7 +66,7 @@ class PreviewRenderer:
             if self.clients:
                 self._cond.notify_all()
 
-    def render(self, image: np.ndarray, result: SceneResult) -> bytes:
+    def render(self, image: np.ndarray, result: FrameResult) -> bytes:
         from perception.viz import draw_scene
 
         out = draw_scene(image, result, self.alpha)

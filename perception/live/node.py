@@ -21,18 +21,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from perception.frames import Frame, FrameResult
 from perception.live.capture import Captured, LatestFrameCapture
 from perception.runner import STAGES
 from perception.sinks import scene_to_json
-from perception.types import Frame, SceneResult
 
 log = logging.getLogger(__name__)
 
 
 class FramePipeline(Protocol):
-    """What the node needs of a pipeline: one frame in, its fused SceneResult out (stateful, in order)."""
+    """What the node needs of a pipeline: one frame in, its fused FrameResult out (stateful, in order)."""
 
-    def __call__(self, frame: Frame) -> SceneResult: ...
+    def __call__(self, frame: Frame) -> FrameResult: ...
 
 
 class Output(Protocol):
@@ -42,13 +42,13 @@ class Output(Protocol):
     sent: int
     errors: int
 
-    def publish(self, record: dict[str, Any], line: bytes, result: SceneResult) -> None: ...
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None: ...
 
     def close(self) -> None: ...
 
 
 class Preview(Protocol):
-    def offer(self, image: Any, result: SceneResult) -> None: ...
+    def offer(self, image: Any, result: FrameResult) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class NodeSummary:
 class CameraNode:
     """Args:
     capture: the started (or to be started by :meth:`run`) capture.
-    pipeline: frame → fused SceneResult.
+    pipeline: frame → fused FrameResult.
     outputs: where each record goes (UDP, ZeroMQ, JSONL log, ROS 2).
     settings: staleness, watchdog and statistics windows.
     preview: receives each frame and result for the MJPEG preview (None: no preview).

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.errors import ConfigError, OutputError
-from perception.types import SceneResult
+from perception.frames import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class UdpOutput(_Counted):
         except OSError as err:
             raise OutputError(f"{self.name}: cannot create a UDP socket ({err})") from err
 
-    def publish(self, record: dict[str, Any], line: bytes, result: SceneResult) -> None:
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None:
         payload = line + b"\n"
         if len(payload) > MAX_UDP_PAYLOAD:
             import json
@@ -133,7 +133,7 @@ class ZmqOutput(_Counted):
             raise OutputError(f"{endpoint}: cannot bind the ZeroMQ socket ({err})") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)  # the real port when bound to :*
 
-    def publish(self, record: dict[str, Any], line: bytes, result: SceneResult) -> None:
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None:
         try:
             self._sock.send_multipart([self.topic, line], flags=self._zmq.NOBLOCK)
             self.sent += 1
@@ -187,7 +187,7 @@ class RotatingJsonlOutput(_Counted):
             if old in self.files:
                 self.files.remove(old)
 
-    def publish(self, record: dict[str, Any], line: bytes, result: SceneResult) -> None:
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None:
         try:
             if self._size > 0 and self._size + len(line) + 1 > self.max_bytes:
                 self._open_new()

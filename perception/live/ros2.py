@@ -17,12 +17,12 @@ import logging
 from typing import Any
 
 from perception.errors import ConfigError
-from perception.types import SceneResult
+from perception.frames import FrameResult
 
 log = logging.getLogger(__name__)
 
 
-def detection_fields(result: SceneResult) -> list[dict[str, Any]]:
+def detection_fields(result: FrameResult) -> list[dict[str, Any]]:
     """The Detection2D contents per detection: centre x/y, size x/y (frame pixels), class name, score, id.
 
     ``id`` is the track id of the scene object of the same class whose (filtered) box overlaps the
@@ -105,7 +105,7 @@ class Ros2Output:
         header.stamp.nanosec = int((capture_unix_s - sec) * 1e9)
         return header
 
-    def publish(self, record: dict[str, Any], line: bytes, result: SceneResult) -> None:
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None:
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
         from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from perception.frames import Detections
 from perception.postprocess.nms import nms
-from perception.types import Detections
 
 
 def _ltrb_softplus(raw: np.ndarray) -> np.ndarray:

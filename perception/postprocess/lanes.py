@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel
-from perception.types import EgoLane, Lane, Letterbox, SegMap
+from perception.camera_model import CameraModel
+from perception.frames import EgoLane, Lane, Letterbox, SegMap
 
 # A lane is 2.5 m (narrow urban) to 5 m (wide highway lane or lane + shoulder) wide.
 MIN_LANE_WIDTH_M = 2.4

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.frames import Detections, SegMap
 from perception.postprocess.decode import decode_grid, select_detections
 from perception.runtime.contract import ModelContract
-from perception.types import Detections, SegMap
 
 
 @dataclass(frozen=True)

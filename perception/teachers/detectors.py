@@ -58,11 +58,11 @@ import numpy as np
 from perception.errors import ConfigError
 from perception.eval.peers import DET_CLASSES, cpu_session, external_model_path
 from perception.eval.prediction import Prediction
+from perception.frames import Letterbox
 from perception.postprocess.decode import BOX_ENCODINGS, anchor_centers
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
 from perception.teachers.box_fusion import weighted_boxes_fusion
-from perception.types import Letterbox
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "weights"
 YOLOX_FILE = "yolox_nano_coco_416.onnx"

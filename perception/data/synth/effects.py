@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel
+from perception.camera_model import CameraModel
 from perception.data.synth.render import Rendered
 from perception.data.synth.world import World
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel, Mounting
+from perception.camera_model import CameraModel, Mounting
 from perception.data.boxes import instance_extents
 from perception.data.sample import DET_CLASSES, SEG_CLASSES, Sample
 from perception.data.synth.effects import (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.camera import CameraModel
+from perception.camera_model import CameraModel
 from perception.data.synth.world import Agent, Prop, World
 
 CLUTTER = 65535  # instance id of unlabelled geometry (buildings, trees, poles, sign posts)

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.camera import camera_from_dict
+from perception.camera_model import camera_from_dict
 from perception.data.synth.effects import hood_mask
 from perception.data.synth.generate import SynthOptions, _clip_frames, _in_order
 from perception.data.tusimple import label_line, tusimple_h_samples

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perception.types import Detections, Frame, Letterbox, SceneResult, SegMap
+from perception.frames import Detections, Frame, FrameResult, Letterbox, SegMap
 
 # --------------------------------------------------------------------------------------------------------
 # Helpers
@@ -252,23 +252,23 @@ def test_area_fractions_out_of_range_only_in_padding_is_ignored():
 
 
 # --------------------------------------------------------------------------------------------------------
-# SceneResult
+# FrameResult
 
 
 def test_scene_result_checks_labels_and_copies_timings():
     timings = {"pre": 1.0}
-    r = SceneResult(0, 0.0, (540, 960), dets(3), ("a", "b", "c", "d", "e"), None, LB_960, timings)
+    r = FrameResult(0, 0.0, (540, 960), dets(3), ("a", "b", "c", "d", "e"), None, LB_960, timings)
     timings["post"] = 2.0
     assert r.timings_ms == {"pre": 1.0}
     with pytest.raises(ValueError, match="label 4"):
-        SceneResult(0, 0.0, (540, 960), Detections([[0, 0, 1, 1]], [1], [4]), ("a", "b"), None, LB_960)
-    r = SceneResult(0, 0.0, (540, 960), Detections.empty(), (), None, LB_960)
+        FrameResult(0, 0.0, (540, 960), Detections([[0, 0, 1, 1]], [1], [4]), ("a", "b"), None, LB_960)
+    r = FrameResult(0, 0.0, (540, 960), Detections.empty(), (), None, LB_960)
     assert len(r.detections) == 0
 
 
 def test_negative_labels_rejected():
     with pytest.raises(ValueError):
-        SceneResult(0, 0.0, (540, 960), Detections([[0, 0, 1, 1]], [1], [-1]), ("a", "b"), None, LB_960)
+        FrameResult(0, 0.0, (540, 960), Detections([[0, 0, 1, 1]], [1], [-1]), ("a", "b"), None, LB_960)
 
 
 # --------------------------------------------------------------------------------------------------------

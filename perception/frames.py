@@ -131,7 +131,7 @@ class Letterbox:
         rounds down and shifts the mask by up to one input pixel against the image), so class ids (and
         colours of class ids) stay exact.
         """
-        import cv2  # local: types stays importable without OpenCV for pure-value use
+        import cv2  # local: this module stays importable without OpenCV for pure-value use
 
         _, _, w, h = self.roi_xywh
         return cv2.resize(self.crop_content(image), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
@@ -451,7 +451,7 @@ class Scene:
 
 
 @dataclass(frozen=True)
-class SceneResult:
+class FrameResult:
     """Everything the pipeline knows about one frame.
 
     Attributes:
@@ -478,7 +478,7 @@ class SceneResult:
     def __post_init__(self) -> None:
         if len(self.detections) and int(self.detections.labels.max()) >= len(self.det_class_names):
             raise ValueError(
-                f"SceneResult: label {int(self.detections.labels.max())} but only "
+                f"FrameResult: label {int(self.detections.labels.max())} but only "
                 f"{len(self.det_class_names)} detection classes"
             )
         object.__setattr__(self, "timings_ms", dict(self.timings_ms))
