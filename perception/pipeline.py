@@ -20,7 +20,7 @@ from perception.errors import ConfigError, ModelError
 from perception.frames import Detections, Frame, FrameResult, Letterbox
 from perception.fusion.scene import SceneFuser
 from perception.fusion.self_calibration import SelfCalibration
-from perception.postprocess.outputs import DetectionSettings, unpack_outputs
+from perception.postprocess.network_outputs import DetectionSettings, unpack_outputs
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
 
@@ -263,9 +263,9 @@ def build_fuser(
     undistorted_frame: bool,
 ) -> SceneFuser:
     """Map a FusionConfig to a SceneFuser for these class names (camera None: lanes in the image only)."""
+    from perception.fusion.ego_lane import LaneFilter
     from perception.fusion.scene import WarningSettings
     from perception.fusion.tracking import ByteTracker
-    from perception.postprocess.lanes import LaneFilter
 
     return SceneFuser(
         det_classes=tuple(det_classes),

@@ -36,8 +36,8 @@ from perception.export.random_model import random_net_and_contract
 from perception.frames import Frame
 from perception.nets.contract_graph import InputAdapter
 from perception.pipeline import Pipeline, build_pipeline
+from perception.postprocess.network_outputs import DetectionSettings
 from perception.postprocess.nms import box_iou
-from perception.postprocess.outputs import DetectionSettings
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime.contract import ModelContract
 from perception.runtime.onnxruntime_backend import OnnxRuntimeBackend

@@ -16,14 +16,9 @@ from road_scene import (
     seg_map,
 )
 
-from perception.postprocess.lanes import (
-    EgoMeasurement,
-    LaneEstimator,
-    LaneFilter,
-    LineFit,
-    find_lines,
-    lane_points_ground,
-)
+from perception.fusion.ego_lane import EgoMeasurement, LaneFilter
+from perception.fusion.lane_estimator import LaneEstimator
+from perception.fusion.lane_lines import LineFit, find_lines, lane_points_ground
 from perception.preprocess import letterbox_geometry
 
 H, W = 360, 640
@@ -425,7 +420,7 @@ def test_departure_is_cleared_when_the_lane_is_dropped():
 
 
 def _fit(c0: float, span: tuple[float, float], windows: int, residual: float = 0.02):
-    from perception.postprocess.lanes import LineFit
+    from perception.fusion.lane_lines import LineFit
 
     return LineFit((c0, 0.0, 0.0), span, coverage=1.0, residual_m=residual, windows=windows)
 
@@ -433,7 +428,7 @@ def _fit(c0: float, span: tuple[float, float], windows: int, residual: float = 0
 def test_a_weak_line_does_not_set_the_lane_width():
     """A short ragged 'line' half a metre off (a paint blob) beside a good line: the good line is measured
     alone with the held width, instead of the pair narrowing the lane; two good lines still measure it."""
-    from perception.postprocess.lanes import MIN_PAIR_CONFIDENCE, measure_ego_lane
+    from perception.fusion.ego_lane import MIN_PAIR_CONFIDENCE, measure_ego_lane
 
     good_right = _fit(-1.8, (5.0, 40.0), windows=14)
     blob_left = _fit(1.2, (6.0, 11.0), windows=3, residual=0.1)
@@ -447,7 +442,7 @@ def test_a_weak_line_does_not_set_the_lane_width():
 
 
 def _sloped_fit(c0: float, slope: float, confident: bool = True):
-    from perception.postprocess.lanes import LineFit
+    from perception.fusion.lane_lines import LineFit
 
     span, windows, residual = ((5.0, 40.0), 14, 0.02) if confident else ((6.0, 11.0), 3, 0.1)
     return LineFit((c0, slope, 0.0), span, coverage=1.0, residual_m=residual, windows=windows)
@@ -456,7 +451,7 @@ def _sloped_fit(c0: float, slope: float, confident: bool = True):
 def test_one_ego_line_measures_the_width_across_the_next_lane():
     """The ego-right line hidden (a van ahead, worn paint) but the next lane's right line seen: two equal
     lanes span the gap, so the width is half of it instead of the held or default width."""
-    from perception.postprocess.lanes import measure_ego_lane
+    from perception.fusion.ego_lane import measure_ego_lane
 
     left, next_right = _sloped_fit(1.3, 0.02), _sloped_fit(-4.9, 0.02)
     m = measure_ego_lane({"ego_left": left}, width_prior_m=3.5, fits=[left, next_right])
@@ -484,7 +479,7 @@ def test_one_ego_line_measures_the_width_across_the_next_lane():
     ],
 )
 def test_no_width_across_the_next_lane_without_a_fitting_line(across, why):
-    from perception.postprocess.lanes import measure_ego_lane
+    from perception.fusion.ego_lane import measure_ego_lane
 
     left = _sloped_fit(1.3, 0.02)
     m = measure_ego_lane({"ego_left": left}, width_prior_m=3.5, fits=[left, across])
@@ -496,7 +491,7 @@ def test_a_pair_whose_width_contradicts_the_held_lane_is_measured_from_its_stron
     """A misread ego line (a paint blob half a lane in) makes a pair 1 m too narrow for one frame: the frame
     is measured from the confident line and the held width, and the offset stays put; the same narrow pair
     kept for longer than WIDTH_CHANGE_S is a real change of width and is let in."""
-    from perception.postprocess.lanes import measure_ego_lane
+    from perception.fusion.ego_lane import measure_ego_lane
 
     lf = LaneFilter()
     right = _sloped_fit(-1.75, 0.0)

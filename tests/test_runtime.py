@@ -12,8 +12,8 @@ from conftest import TEST_INPUT_SIZE
 from onnx import TensorProto, helper
 
 from perception.errors import ModelError
+from perception.postprocess.network_outputs import DetectionSettings, unpack_outputs
 from perception.postprocess.nms import box_iou
-from perception.postprocess.outputs import DetectionSettings, unpack_outputs
 from perception.runtime import build_backend
 from perception.runtime.contract import METADATA_KEY, ModelContract, check_model_io
 from perception.runtime.onnxruntime_backend import OnnxRuntimeBackend, choose_providers

@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 
 from perception.frames import Detections, Track
-from perception.fusion.tracking import (
-    BoxKalman,
-    ByteTracker,
-    linear_sum_assignment,
-    max_weight_matching,
-    min_cost_matching,
-)
+from perception.fusion.association import linear_sum_assignment, max_weight_matching, min_cost_matching
+from perception.fusion.motion_model import BoxKalman
+from perception.fusion.tracking import ByteTracker
 
 # --------------------------------------------------------------------------------------------------------
 # Assignment: brute force over every permutation (of the padded square matrix for partial matchings).

@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from perception.frames import Detections
-from perception.fusion.tracking import ByteTracker, max_weight_matching, min_cost_matching
+from perception.fusion.association import max_weight_matching, min_cost_matching
+from perception.fusion.tracking import ByteTracker
 from perception.postprocess.nms import box_iou
 
 CARRY_OVER = ("previous_frame", "last_match")

@@ -181,8 +181,8 @@ def check_parity(onnx_path: str | os.PathLike, net: nn.Module, contract, frames:
     from perception.config import FusionConfig, PipelineConfig
     from perception.frames import Frame
     from perception.pipeline import Pipeline, build_pipeline
+    from perception.postprocess.network_outputs import DetectionSettings
     from perception.postprocess.nms import box_iou
-    from perception.postprocess.outputs import DetectionSettings
     from perception.preprocess import Preprocessor
     from perception.runtime.torch_backend import TorchBackend
 

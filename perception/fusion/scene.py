@@ -1,5 +1,5 @@
 """FrameResult (boxes, masks) → Scene: tracked objects with distance, lane, closing speed and TTC; the ego
-lane from ``postprocess/lanes.py``; lane departure and forward collision warnings.
+lane from ``lane_estimator.py``; lane departure and forward collision warnings.
 
 Distances come from the ground plane: the bottom centre of a box is where the object stands, and the
 camera's ground homography turns that pixel into metres. Where that point is not usable (the box is cut
@@ -22,10 +22,12 @@ import numpy as np
 from perception.camera_model import CameraModel
 from perception.errors import ConfigError
 from perception.frames import AutoCamera, EgoLane, FrameResult, Lane, Scene, SceneObject, Track
+from perception.fusion.ego_lane import LaneFilter
 from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
+from perception.fusion.lane_estimator import LaneEstimator
+from perception.fusion.lane_lines import LaneSettings
 from perception.fusion.self_calibration import SelfCalibration
 from perception.fusion.tracking import ByteTracker
-from perception.postprocess.lanes import LaneEstimator, LaneFilter, LaneSettings
 
 # Typical heights (m) for the size-based fallback; a sign is its plate (signs stand on poles, off the road).
 CLASS_HEIGHT_M = {"car": 1.5, "pedestrian": 1.7, "cyclist": 1.7, "traffic_sign": 0.7}

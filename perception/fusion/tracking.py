@@ -1,4 +1,4 @@
-"""Multi-object tracking by detection: ByteTrack association, a time-aware Kalman filter, assignment solvers.
+"""Multi-object tracking by detection: the ByteTrack tracker and its track management.
 
 The tracker follows ByteTrack (Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every
 Detection Box", ECCV 2022): every detection box is used, the confident ones to find and start tracks and the
@@ -28,9 +28,9 @@ Differences from the reference implementation, all deliberate:
   A confirmed track unmatched in a frame whose box lies mostly inside a matched track's box, standing on
   the same ground line and moving with it, is the same object: the two become one track with the older id.
 
-The assignment solvers (a Hungarian / shortest augmenting path solver in numpy, run per connected component
-of the allowed pairs) live here as well, since the runtime path has no scipy; :mod:`perception.eval.tracking`
-uses them too.
+The pieces: ``association.py`` (the assignment solvers the matching steps use), ``motion_model.py`` (the
+Kalman filter of one box) and this module, the track management (ByteTrack's matching cascade, track
+birth, confirmation, loss and removal, duplicate merging).
 """
 
 from __future__ import annotations
@@ -40,241 +40,10 @@ import math
 import numpy as np
 
 from perception.frames import Detections, Track
+from perception.fusion.association import max_weight_matching
+from perception.fusion.motion_model import BoxKalman, state_boxes
 from perception.postprocess.nms import box_iou
 
-# ----------------------------------------------------------------------------------------------------------
-# Assignment
-
-
-def _hungarian(cost: np.ndarray) -> np.ndarray:
-    """Min-cost assignment of every row of a finite float64 [n, m] matrix, n <= m, to a distinct column.
-
-    Shortest augmenting paths with row/column potentials (Kuhn-Munkres in the O(n^2 m) form of Jonker and
-    Volgenant), the inner loop over columns vectorised. Returns int [n], the column of each row.
-    """
-    n, m = cost.shape
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    # Column 0 is a virtual column; p[j] is the 1-based row assigned to column j (0: none).
-    p = np.zeros(m + 1, np.intp)
-    way = np.zeros(m + 1, np.intp)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, bool)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            free = ~used
-            reduced = cost[i0 - 1] - u[i0] - v[1:]
-            better = np.flatnonzero(free[1:] & (reduced < minv[1:])) + 1
-            minv[better] = reduced[better - 1]
-            way[better] = j0
-            candidates = np.where(free, minv, np.inf)
-            candidates[0] = np.inf
-            j1 = int(np.argmin(candidates))
-            delta = candidates[j1]
-            u[p[used]] += delta
-            v[used] -= delta
-            minv[free] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-    col_of_row = np.empty(n, np.intp)
-    cols = np.flatnonzero(p[1:])
-    col_of_row[p[cols + 1] - 1] = cols
-    return col_of_row
-
-
-def _solve_rectangular(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Min-cost assignment of min(n, m) pairs of a finite float64 [n, m] matrix; rows ascending."""
-    n, m = cost.shape
-    if n == 0 or m == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    if n <= m:
-        return np.arange(n, dtype=np.intp), _hungarian(cost)
-    row_of_col = _hungarian(np.ascontiguousarray(cost.T))
-    order = np.argsort(row_of_col)
-    return row_of_col[order].astype(np.intp), order.astype(np.intp)
-
-
-def _as_cost(cost: np.ndarray, name: str) -> np.ndarray:
-    c = np.asarray(cost, dtype=np.float64)
-    if c.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D matrix, got shape {c.shape}")
-    return c
-
-
-def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost assignment, the same contract as ``scipy.optimize.linear_sum_assignment``.
-
-    Args:
-        cost: float [N, M]; ``+inf`` marks a forbidden pair. NaN and ``-inf`` are errors.
-
-    Returns:
-        (rows, cols), int [min(N, M)] each, rows ascending: row ``rows[k]`` goes to column ``cols[k]``; the sum
-        of ``cost[rows, cols]`` is minimal over all assignments of min(N, M) pairs.
-
-    Raises:
-        ValueError: NaN or ``-inf`` entries, or no assignment of min(N, M) allowed pairs exists.
-    """
-    c = _as_cost(cost, "cost")
-    if np.isnan(c).any() or np.isneginf(c).any():
-        raise ValueError("cost matrix contains NaN or -inf")
-    if c.size == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    finite = np.isfinite(c)
-    work = c
-    if not finite.all():
-        if not finite.any():
-            raise ValueError("cost matrix is infeasible")
-        lo, hi = float(c[finite].min()), float(c[finite].max())
-        # One forbidden pair must cost more than any assignment of allowed pairs can save:
-        # big + (k - 1) lo > k hi.
-        big = hi + min(c.shape) * (hi - lo) + 1.0
-        work = np.where(finite, c, big)
-    rows, cols = _solve_rectangular(work)
-    if not finite[rows, cols].all():
-        raise ValueError("cost matrix is infeasible")
-    return rows, cols
-
-
-def _valid_mask(shape: tuple[int, ...], values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    ok = np.isfinite(values)
-    if valid is not None:
-        v = np.asarray(valid, dtype=bool)
-        if v.shape != shape:
-            raise ValueError(f"valid mask shape {v.shape} does not match matrix shape {shape}")
-        ok &= v
-    return ok
-
-
-def _components(ok: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Connected components (rows, cols), each ascending, of the bipartite graph of allowed pairs ``ok``.
-
-    Matchings decompose over components (both objectives below are sums over pairs), and in tracking most
-    components are a single track and a single detection, which need no solver at all.
-    """
-    n, m = ok.shape
-    row_seen = np.zeros(n, bool)
-    col_seen = np.zeros(m, bool)
-    comps = []
-    for r0 in np.flatnonzero(ok.any(axis=1)).tolist():
-        if row_seen[r0]:
-            continue
-        row_seen[r0] = True
-        rows, cols, frontier = [np.array([r0])], [], np.array([r0])
-        while frontier.size:
-            new_cols = np.flatnonzero(ok[frontier].any(axis=0) & ~col_seen)
-            col_seen[new_cols] = True
-            cols.append(new_cols)
-            frontier = np.flatnonzero(ok[:, new_cols].any(axis=1) & ~row_seen)
-            row_seen[frontier] = True
-            rows.append(frontier)
-        comps.append((np.sort(np.concatenate(rows)), np.sort(np.concatenate(cols))))
-    return comps
-
-
-def _matching(ok: np.ndarray, solve) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``solve(rows, cols) -> (rows, cols)`` on every component of ``ok``; pairs sorted by row."""
-    # Isolated pairs (a row and a column allowed only with each other) are matched without a solver.
-    lone = ok & (ok.sum(axis=1) == 1)[:, None] & (ok.sum(axis=0) == 1)[None, :]
-    r_lone, c_lone = np.nonzero(lone)
-    pairs_r, pairs_c = [r_lone], [c_lone]
-    rest = ok.copy()
-    rest[r_lone, :] = False
-    for rows, cols in _components(rest):
-        r, c = solve(rows, cols)
-        pairs_r.append(r)
-        pairs_c.append(c)
-    rows, cols = np.concatenate(pairs_r).astype(np.intp), np.concatenate(pairs_c).astype(np.intp)
-    order = np.argsort(rows)
-    return rows[order], cols[order]
-
-
-def min_cost_matching(cost: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum-cardinality matching over the allowed pairs, of least total cost among those.
-
-    The rule of CLEAR-MOT evaluation (and of py-motmetrics): as many pairs as possible, then the least
-    summed cost.
-
-    Args:
-        cost: float [N, M]; non-finite entries are not allowed pairs.
-        valid: optional bool [N, M]; False marks a pair that is not allowed.
-
-    Returns:
-        (rows, cols), int [K] each, rows ascending, only allowed pairs.
-    """
-    c = _as_cost(cost, "cost")
-    ok = _valid_mask(c.shape, c, valid)
-
-    def solve(r_idx: np.ndarray, c_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sub_ok = ok[np.ix_(r_idx, c_idx)]
-        sub = c[np.ix_(r_idx, c_idx)]
-        if 1 in sub_ok.shape:  # a star: one pair at most, the cheapest
-            k = int(np.argmin(np.where(sub_ok, sub, np.inf)))
-            i, j = divmod(k, sub.shape[1])
-            return r_idx[[i]], c_idx[[j]]
-        lo, hi = float(sub[sub_ok].min()), float(sub[sub_ok].max())
-        # A disallowed pair costs more than the whole spread of k allowed ones, so one more allowed pair
-        # always wins: (p - q) big > (k - q) (hi - lo) for p > q disallowed pairs.
-        big = min(sub.shape) * (hi - lo) + 1.0
-        rows, cols = _solve_rectangular(np.where(sub_ok, sub - lo, big))
-        keep = sub_ok[rows, cols]
-        return r_idx[rows[keep]], c_idx[cols[keep]]
-
-    return _matching(ok, solve)
-
-
-def max_weight_matching(weight: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Matching over the allowed pairs whose summed weight is largest (pairs may stay unmatched).
-
-    The rule of ByteTrack's gated assignment (``lap.lapjv`` with a cost limit): a strong pair is not given
-    up for two weak ones just to match more.
-
-    Args:
-        weight: float [N, M], > 0 for useful pairs (a pair of weight <= 0 adds nothing and may be left out);
-            non-finite entries are not allowed pairs.
-        valid: optional bool [N, M]; False marks a pair that is not allowed.
-
-    Returns:
-        (rows, cols), int [K] each, rows ascending, only allowed pairs of positive weight.
-    """
-    w = _as_cost(weight, "weight")
-    ok = _valid_mask(w.shape, w, valid)
-    ok &= np.where(ok, w, 0.0) > 0
-
-    def solve(r_idx: np.ndarray, c_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sub_ok = ok[np.ix_(r_idx, c_idx)]
-        sub = np.where(sub_ok, w[np.ix_(r_idx, c_idx)], 0.0)
-        if 1 in sub_ok.shape:  # a star: one pair at most, the heaviest
-            i, j = divmod(int(np.argmax(sub)), sub.shape[1])
-            return r_idx[[i]], c_idx[[j]]
-        n = r_idx.shape[0]
-        # Every row may also take its own zero-cost "unmatched" column.
-        rows, cols = _solve_rectangular(np.concatenate([-sub, np.zeros((n, n))], axis=1))
-        real = cols < c_idx.shape[0]
-        rows, cols = rows[real], cols[real]
-        keep = sub_ok[rows, cols]
-        return r_idx[rows[keep]], c_idx[cols[keep]]
-
-    return _matching(ok, solve)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Kalman filter
-
-REF_FPS = 30.0
-"""Frame rate (1/s) at which the ByteTrack / DeepSORT per-frame noise levels below are defined."""
-STD_WEIGHT_POSITION = 1.0 / 20
-"""Position noise per reference frame, as a fraction of the box size (ByteTrack's ``_std_weight_position``)."""
-STD_WEIGHT_VELOCITY = 1.0 / 160
-"""Velocity noise per reference frame, as a fraction of the box size (``_std_weight_velocity``)."""
 DUPLICATE_MIN_IOS = 0.9
 """Duplicate tracks: the smaller box lies at least this fraction inside the larger (intersection over smaller)."""
 DUPLICATE_MAX_BOTTOM_FRAC = 0.1
@@ -287,113 +56,6 @@ overlap in the image and stand within a pixel of the same line, whatever their d
 DUPLICATE_MAX_REL_SPEED = 1.0
 """... and their velocities differ by at most this many widths of the wider box per second (two pedestrians
 crossing each other, briefly one inside the other, move apart at several widths a second)."""
-MIN_NOISE_SIZE_PX = 2.0
-"""Box sizes below this (px) are raised to it when scaling noise, so a zero-size box keeps a proper filter."""
-
-
-def _noise_size(mean: np.ndarray) -> np.ndarray:
-    """float [T, 4] (w, h, w, h) of states [T, 8], floored at MIN_NOISE_SIZE_PX: the scale of each noise."""
-    wh = np.maximum(mean[:, 2:4], MIN_NOISE_SIZE_PX)
-    return np.concatenate([wh, wh], axis=1)
-
-
-def _state_boxes(mean: np.ndarray) -> np.ndarray:
-    """float64 [T, 4] x1, y1, x2, y2 of states [T, 8] (width and height clamped at 0), as BoxKalman.box_xyxy."""
-    c = mean[:, :2]
-    half = np.maximum(mean[:, 2:4], 0.0) / 2
-    return np.concatenate([c - half, c + half], axis=1)
-
-
-def _xyxy_to_cxcywh(box: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-
-
-class BoxKalman:
-    """Constant-velocity Kalman filter of one box, in continuous time.
-
-    State float64 [8]: (cx, cy, w, h) in frame pixels and their rates (vcx, vcy, vw, vh) in pixels per
-    second. The noise is scaled by the box size as in DeepSORT / ByteTrack (x and w by the width, y and h by
-    the height); the process noise is a random walk whose variance grows linearly with ``dt`` and equals the
-    per-frame noise of ByteTrack at ``dt = 1 / REF_FPS``.
-
-    Args:
-        box_xyxy: the first measurement, [4] x1, y1, x2, y2 in frame pixels.
-    """
-
-    def __init__(self, box_xyxy: np.ndarray):
-        z = _xyxy_to_cxcywh(box_xyxy)
-        self.mean = np.concatenate([z, np.zeros(4)])
-        size = _noise_size(self.mean[None])[0]
-        p, vel = 2 * STD_WEIGHT_POSITION, 10 * STD_WEIGHT_VELOCITY * REF_FPS  # px/frame -> px/s
-        self.cov = np.diag(np.concatenate([p * size, vel * size]) ** 2)
-
-    def predict(self, dt: float) -> None:
-        """Advance the state by ``dt`` seconds (dt >= 0)."""
-        BoxKalman.predict_many([self], dt)
-
-    def update(self, box_xyxy: np.ndarray) -> None:
-        """Correct the state with a measured box [4] x1, y1, x2, y2 in frame pixels."""
-        BoxKalman.update_many([self], np.asarray(box_xyxy, np.float64).reshape(1, 4))
-
-    @staticmethod
-    def predict_many(filters: list[BoxKalman], dt: float) -> None:
-        """:meth:`predict` for several filters at once (one batched computation)."""
-        if dt <= 0 or not filters:
-            return
-        mean = np.stack([f.mean for f in filters])
-        cov = np.stack([f.cov for f in filters])
-        size = _noise_size(mean)
-        pos = STD_WEIGHT_POSITION * size
-        vel = STD_WEIGHT_VELOCITY * REF_FPS * size  # px/s per reference frame
-        q = np.concatenate([pos**2, vel**2], axis=1) * (REF_FPS * dt)
-        f = np.eye(8)
-        f[:4, 4:] = dt * np.eye(4)
-        mean = mean @ f.T
-        cov = f @ cov @ f.T
-        diag = np.arange(8)
-        cov[:, diag, diag] += q
-        for k, flt in enumerate(filters):
-            flt.mean, flt.cov = mean[k], cov[k]
-
-    @staticmethod
-    def update_many(filters: list[BoxKalman], boxes_xyxy: np.ndarray) -> None:
-        """:meth:`update` for several filters at once; ``boxes_xyxy`` float [T, 4], one box per filter."""
-        if not filters:
-            return
-        b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
-        z = np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1)
-        mean = np.stack([f.mean for f in filters])
-        cov = np.stack([f.cov for f in filters])
-        r = (STD_WEIGHT_POSITION * _noise_size(mean)) ** 2
-        s = cov[:, :4, :4].copy()
-        diag = np.arange(4)
-        s[:, diag, diag] += r
-        # K = P H^T S^-1; S is symmetric, so K^T = S^-1 (P H^T)^T = S^-1 P[:4, :].
-        gain = np.linalg.solve(s, cov[:, :4, :]).transpose(0, 2, 1)
-        mean = mean + np.einsum("tij,tj->ti", gain, z - mean[:, :4])
-        cov = cov - gain @ s @ gain.transpose(0, 2, 1)
-        cov = (cov + cov.transpose(0, 2, 1)) / 2  # keep it symmetric against rounding
-        for k, flt in enumerate(filters):
-            flt.mean, flt.cov = mean[k], cov[k]
-
-    def stop_size_change(self) -> None:
-        """Zero the size rates, as ByteTrack does for lost tracks, so a coasting box does not shrink away."""
-        self.mean[6:] = 0.0
-
-    def box_xyxy(self) -> np.ndarray:
-        """The state's box, float64 [4] x1, y1, x2, y2 in frame pixels (width and height clamped at 0)."""
-        cx, cy = self.mean[0], self.mean[1]
-        w, h = max(self.mean[2], 0.0), max(self.mean[3], 0.0)
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-
-    def velocity_pxps(self) -> np.ndarray:
-        """Box-centre velocity, float64 [2] (vx, vy) in frame pixels per second."""
-        return self.mean[4:6].copy()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Tracker
 
 
 class _Track:
@@ -634,7 +296,7 @@ class ByteTracker:
         for k, trk in enumerate(self._tracks):
             trk.row = k
         if self._tracks:
-            pred_all = _state_boxes(np.stack([t.kf.mean for t in self._tracks]))
+            pred_all = state_boxes(np.stack([t.kf.mean for t in self._tracks]))
             last_all = np.stack([t.last_box for t in self._tracks])
         else:
             pred_all, last_all = np.zeros((0, 4)), np.zeros((0, 4))
@@ -668,7 +330,7 @@ class ByteTracker:
             rows, cols = max_weight_matching(sim, valid)
             BoxKalman.update_many([tracks[r].kf for r in rows.tolist()], boxes[det_idx[cols]])
             if rows.size:
-                pred_all[idx[rows]] = _state_boxes(np.stack([tracks[r].kf.mean for r in rows.tolist()]))
+                pred_all[idx[rows]] = state_boxes(np.stack([tracks[r].kf.mean for r in rows.tolist()]))
                 last_all[idx[rows]] = boxes[det_idx[cols]]
             for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 d = det_idx[c]

@@ -291,7 +291,7 @@ def validate(net: nn.Module, contract: ModelContract, dataset, device: torch.dev
     from perception.eval.evaluate import evaluate
     from perception.eval.predictors import PipelinePredictor
     from perception.pipeline import Pipeline
-    from perception.postprocess.outputs import DetectionSettings
+    from perception.postprocess.network_outputs import DetectionSettings
     from perception.preprocess import Preprocessor
     from perception.runtime.torch_backend import TorchBackend
 
