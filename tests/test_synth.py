@@ -260,7 +260,7 @@ def test_marking_styles_render_as_labelled_paint():
 
 def test_textures_tile_without_seams():
     """Ground and sky textures wrap around: a seam would draw a line across the road or the sky."""
-    from perception.data.synth.render import texture
+    from perception.data.synth.raster import texture
 
     for kind in ("fine", "coarse", "clouds", "skyline"):
         t = texture(kind, 1).astype(np.float64)

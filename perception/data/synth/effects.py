@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from perception.camera_model import CameraModel
-from perception.data.synth.render import Rendered
+from perception.data.synth.raster import Rendered
 from perception.data.synth.world import World
 
 

@@ -31,7 +31,8 @@ from perception.data.synth.effects import (
     lens_camera,
     photometric,
 )
-from perception.data.synth.render import IGNORE, Rendered, Renderer
+from perception.data.synth.raster import IGNORE, Rendered
+from perception.data.synth.render import Renderer
 from perception.data.synth.world import World, sample_world, step_world
 from perception.progress import Progress
 
@@ -206,7 +207,7 @@ def lane_lines(world: World, camera: CameraModel, ahead: float = 100.0, step: fl
     ``side`` names the boundary relative to the ego lane: ego_left/ego_right, next_left/next_right, or
     left_k/right_k further out. Image points are kept only where they fall inside the image.
     """
-    from perception.data.synth.render import ego_transform, road_to_vehicle
+    from perception.data.synth.raster import ego_transform, road_to_vehicle
 
     origin, rot = ego_transform(world)
     lay, ego = world.layout, world.ego
