@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.calibration import LaneLine, _angles, _intersect, _mad
 from perception.camera_metadata import FocalHint
 from perception.camera_model import CameraModel, Mounting
 from perception.frames import AutoCamera
 from perception.fusion.image_lanes import ImageLine
+from perception.fusion.vanishing_point import LaneLine, intersect, mad, pitch_yaw_deg
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,10 @@ class AutoCameraSettings:
     height_m: float = 1.4
     lane_width_m: float = 3.6
     dash_period_m: float | None = 12.0
-    min_frames: int = 60
+    min_frames: int = 40
     min_seconds: float = 4.0
     window_frames: int = 900
-    max_spread_deg: float = 0.6
+    max_spread_deg: float = 0.8
     min_dash_frames: int = 15
 
 
@@ -171,7 +171,7 @@ class SelfCalibration:
         crossings, cw = [], []
         for lc, lw in lefts:
             for rc, rw in rights:
-                vp = _intersect(lc, rc)
+                vp = intersect(lc, rc)
                 # seen from the road, lines on the left lean right towards the horizon and vice versa: they
                 # cross above the rows where they are seen, inside (or near) the frame
                 if vp is not None and -0.25 * w < vp[0] < 1.25 * w and -0.5 * h < vp[1] < 0.75 * h:
@@ -196,7 +196,7 @@ class SelfCalibration:
         h, w = self._frame_size
         k = ((focal, 0.0, (w - 1) / 2), (0.0, focal, (h - 1) / 2), (0.0, 0.0, 1.0))
         base = CameraModel(name="auto", image_size=(w, h), camera_matrix=k, dist_coeffs=())
-        pitch, yaw = (float(a) for a in _angles(base, np.array(vp[0]), np.array(vp[1])))
+        pitch, yaw = (float(a) for a in pitch_yaw_deg(base, np.array(vp[0]), np.array(vp[1])))
         return CameraModel(
             name="auto",
             image_size=(w, h),
@@ -256,7 +256,7 @@ class SelfCalibration:
 
     def _spread_deg(self) -> float:
         vps = np.array([f.vp for f in self._frames])
-        return math.degrees(math.atan(max(_mad(vps[:, 0]), _mad(vps[:, 1])) / self._focal))
+        return math.degrees(math.atan(max(mad(vps[:, 0]), mad(vps[:, 1])) / self._focal))
 
     def _calibrated(self) -> bool:
         s = self.settings
