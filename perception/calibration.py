@@ -26,6 +26,7 @@ import numpy as np
 
 from perception.camera_model import CameraModel, Mounting, load_camera
 from perception.errors import ConfigError, InputError, OutputError
+from perception.fusion.vanishing_point import LaneLine, intersect, mad, pitch_yaw_deg
 from perception.sources import IMAGE_SUFFIXES, VideoFileSource
 
 BOARD_FLAGS = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
@@ -350,17 +351,6 @@ def save_undistorted_example(camera: CameraModel, image_path: str | os.PathLike,
 # Mounting from lane lines
 
 
-@dataclass(frozen=True)
-class LaneLine:
-    """A straight image line x = slope * y + offset, in undistorted pixels (x right, y down)."""
-
-    slope: float  # dx/dy
-    offset: float  # x at y = 0
-
-    def x_at(self, y: np.ndarray | float) -> np.ndarray | float:
-        return self.slope * np.asarray(y, np.float64) + self.offset
-
-
 def _fit_dominant_line(segs: np.ndarray, height: int, width: int) -> tuple[LaneLine, float] | None:
     """The line with the most Hough-segment length behind it, fitted to those segments; (line, support px).
 
@@ -419,20 +409,6 @@ def find_lane_lines(gray: np.ndarray) -> tuple[LaneLine, LaneLine] | None:
     return lf, rf
 
 
-def _intersect(left: LaneLine, right: LaneLine) -> tuple[float, float] | None:
-    if abs(left.slope - right.slope) < 1e-9:
-        return None
-    y = (right.offset - left.offset) / (left.slope - right.slope)
-    return float(left.x_at(y)), float(y)
-
-
-def _mad(values: np.ndarray) -> float:
-    """Median absolute deviation (raw, not scaled to a Gaussian sigma)."""
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.median(np.abs(values - np.median(values)))) if len(values) else float("nan")
-
-
 @dataclass(frozen=True)
 class MountingEstimate:
     """Camera mounting measured from lane lines; angles in degrees, as in ``perception.camera_model.Mounting``.
@@ -442,7 +418,7 @@ class MountingEstimate:
         height_m: camera height above the road that makes the ego lane ``lane_width_m`` wide.
         vanishing_point: (x, y) median vanishing point of the lane lines, undistorted pixels at image_size.
         frames_used / frames_total: frames where both lines were found, of those given.
-        *_mad*: median absolute deviation over the used frames (raw MAD, not scaled to a sigma).
+        *mad*: median absolute deviation over the used frames (raw MAD, not scaled to a sigma).
         Roll is not measured (one vanishing point cannot give it): the mounting gets roll 0.
     """
 
@@ -476,18 +452,6 @@ class MountingEstimate:
                 "roll not measured (0)",
             ]
         )
-
-
-def _angles(camera: CameraModel, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pitch and yaw (deg) that put the forward direction's vanishing point at (u, v).
-
-    With p_cam = R_pitch R_yaw base p (``CameraModel.rotation``), the forward axis images at
-    u = cx + fx tan(yaw) / cos(pitch), v = cy - fy tan(pitch).
-    """
-    k = camera.K
-    pitch = np.arctan((k[1, 2] - np.asarray(v, np.float64)) / k[1, 1])
-    yaw = np.arctan((np.asarray(u, np.float64) - k[0, 2]) * np.cos(pitch) / k[0, 0])
-    return np.degrees(pitch), np.degrees(yaw)
 
 
 def estimate_mounting(
@@ -531,7 +495,7 @@ def estimate_mounting(
         if maps is not None:
             gray = cv2.remap(gray, maps[0], maps[1], cv2.INTER_LINEAR)
         lines = find_lane_lines(gray)
-        vp = _intersect(*lines) if lines else None
+        vp = intersect(*lines) if lines else None
         # A vanishing point below the lower half or far outside the image means two lines that are
         # not the ego lane's (a car's edge, a crossing marking): skip the frame.
         if vp is None or not (-0.5 * w < vp[0] < 1.5 * w and -0.5 * h < vp[1] < 0.6 * h):
@@ -545,8 +509,8 @@ def estimate_mounting(
     us = np.array([p[2] for p in pairs])
     vs = np.array([p[3] for p in pairs])
     u_vp, v_vp = float(np.median(us)), float(np.median(vs))
-    pitch, yaw = (float(a) for a in _angles(camera, np.array(u_vp), np.array(v_vp)))
-    pitches, yaws = _angles(camera, us, vs)
+    pitch, yaw = (float(a) for a in pitch_yaw_deg(camera, np.array(u_vp), np.array(v_vp)))
+    pitches, yaws = pitch_yaw_deg(camera, us, vs)
 
     trial = replace(camera, mounting=Mounting(height_m=1.0, pitch_deg=pitch, yaw_deg=yaw, roll_deg=0.0))
     # Rows from 40 % of the way down from the vanishing point to the bottom: near the vanishing point a
@@ -573,10 +537,10 @@ def estimate_mounting(
         vanishing_point=(u_vp, v_vp),
         frames_used=len(pairs),
         frames_total=total,
-        pitch_mad_deg=_mad(pitches),
-        yaw_mad_deg=_mad(yaws),
-        height_mad_m=_mad(heights),
-        vanishing_point_mad_px=(_mad(us), _mad(vs)),
+        pitch_mad_deg=mad(pitches),
+        yaw_mad_deg=mad(yaws),
+        height_mad_m=mad(heights),
+        vanishing_point_mad_px=(mad(us), mad(vs)),
         lane_width_m=float(lane_width_m),
         image_size=(w, h),
     )
