@@ -35,60 +35,14 @@ from typing import Any
 import numpy as np
 
 from perception.config import BackendConfig, PipelineConfig, PreprocessConfig
-from perception.frames import Detections, Frame, FrameResult, Letterbox, SegMap
+from perception.frames import Frame
+from perception.peers import PeerPipeline
 from perception.pipeline import Pipeline, build_pipeline
 from perception.runner import STAGES, configure_host_threads, peak_rss_mb, run_source
 from perception.sinks import JsonlSink, scene_to_json
 from perception.sources import BadFrame, open_source
 
 MODES = ("offline", "live")
-
-
-class PeerPipeline:
-    """The peer stack (TwinLiteNet + NanoDet-m, ../shared/peers) behind the ``Pipeline`` interface, so the
-    runner decodes, times and writes it exactly like our model. Each peer keeps its own pre- and
-    post-processing; stage times are the two peers' sums."""
-
-    def __init__(self, threads: int = 0, peer_dir: str | os.PathLike | None = None):
-        import onnxruntime as ort
-
-        from perception.eval.peers import DET_CLASSES, PeerStack
-
-        self.stack = PeerStack(peer_dir, threads)
-        self.det_classes = DET_CLASSES
-        self.seg_classes = ("background", "drivable", "lane")
-        self.backend = type("PeerBackend", (), {"description": f"onnxruntime {ort.__version__} CPU, 2 peer models"})
-        self.name = "peers (TwinLiteNet + NanoDet-m)"
-
-    def __call__(self, frame: Frame) -> FrameResult:
-        seg_net, det_net = self.stack.seg, self.stack.det
-        image = frame.image
-        t0 = time.perf_counter()
-        seg_in = seg_net.preprocess(image)
-        det_in, lb = det_net.preprocess(image)
-        t1 = time.perf_counter()
-        seg_out, det_out = seg_net.run(seg_in), det_net.run(det_in)
-        t2 = time.perf_counter()
-        seg, det = seg_net.finish(seg_out, frame.size_hw), det_net.finish(det_out, lb)
-        t3 = time.perf_counter()
-        h, w = frame.size_hw
-        return FrameResult(
-            frame_index=frame.index,
-            timestamp_s=frame.timestamp_s,
-            frame_size=frame.size_hw,
-            detections=Detections(det.boxes, det.scores, det.labels.astype(np.int32)),
-            det_class_names=self.det_classes,
-            seg=SegMap(seg.seg, self.seg_classes),  # already at frame size
-            letterbox=Letterbox((h, w), (h, w), (0, 0, w, h), 1.0, 0, 0),
-            timings_ms={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
-        )
-
-    def fuse(self, result: FrameResult) -> FrameResult:
-        """The peers have no fusion stage: results pass through."""
-        return result
-
-    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[FrameResult]:
-        return [self(f) for f in frames]  # the peer exports take batch 1
 
 
 @dataclass

@@ -5,6 +5,10 @@ next one a malformed array fails at the hand-over, not three stages later. Array
 made read-only: a stage that wants to change one must copy it, which keeps every stage free of side
 effects on its inputs.
 
+``Frame`` → ``Letterbox``, ``Detections``, ``SegMap`` → ``Lane``, ``EgoLane``, ``Track``, ``SceneObject``,
+``Scene`` → ``FrameResult`` (everything the pipeline knows about one frame); and ``Prediction``, what any
+predictor scored by ``perception eval`` returns for a frame.
+
 Coordinate frames used throughout:
 
 - *frame pixels*: pixels of the camera frame after optional undistortion (the image the user sees),
@@ -488,3 +492,21 @@ def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"{value.dtype} {list(value.shape)}"
     return type(value).__name__
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a predictor scored by ``perception eval`` returns for one frame (our pipeline, a peer model, a COCO
+    teacher): everything in frame pixels.
+
+    Attributes:
+        seg: uint8 [H, W] class ids (0 background, 1 drivable, 2 lane), or None for a detector only.
+        boxes: float32 [N, 4] x1, y1, x2, y2 in frame pixels.
+        scores: float32 [N].
+        labels: int64 [N], indices into the detection classes (car, pedestrian, cyclist, traffic_sign).
+    """
+
+    seg: np.ndarray | None
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from conftest import synthetic_frame, write_video
 
-from perception.bench import BenchResult, BenchRun, PeerPipeline, bench_one, format_table, run_bench
+from perception.bench import BenchResult, BenchRun, bench_one, format_table, run_bench
 from perception.cli import main
 from perception.errors import ModelError
-from perception.eval.peers import NANODET_FILE, TWINLITE_FILE, peer_path
 from perception.frames import Frame
+from perception.peers import NANODET_FILE, TWINLITE_FILE, PeerPipeline, peer_path
 from perception.sinks import scene_to_json
 
 STAGE_COLUMNS = ("decode", "preprocess", "inference", "postprocess", "write")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perception.eval.agreement import agreement_recall, match_one_to_one
-from perception.eval.prediction import Prediction
+from perception.frames import Prediction
 from perception.teachers.ensemble import TeacherEnsemble
 
 CLASSES = ("car", "pedestrian")

@@ -15,7 +15,7 @@ PEERS = SHARED_DATA.parent / "peers"
 def stack():
     if not (PEERS / "nanodet_m_coco_416.onnx").is_file() or not (SHARED_DATA / "camvid").is_dir():
         pytest.skip(f"peer models or CamVid not found under {SHARED_DATA.parent}")
-    from perception.eval.peers import PeerStack
+    from perception.peers import PeerStack
 
     return PeerStack(PEERS, threads=1)
 
@@ -41,7 +41,7 @@ def test_peers_predict_road_and_cars_where_camvid_has_them(stack):
 
 
 def test_missing_peer_model_is_a_clear_error(tmp_path):
-    from perception.eval.peers import peer_path
+    from perception.peers import peer_path
 
     with pytest.raises(ModelError, match="peer model not found"):
         peer_path("nanodet_m_coco_416.onnx", tmp_path)

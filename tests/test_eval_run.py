@@ -10,7 +10,7 @@ import pytest
 from perception.data.base import Dataset
 from perception.data.sample import DatasetError, Sample
 from perception.eval.evaluate import evaluate
-from perception.eval.prediction import Prediction
+from perception.frames import Prediction
 
 
 class Tiny(Dataset):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from perception.errors import ConfigError
-from perception.eval.prediction import Prediction
+from perception.frames import Prediction
 
 PEER_NAMES = ("peer:twinlitenet", "peer:nanodet", "peer:stack")
 
@@ -81,7 +81,7 @@ def build_predictor(spec: str, threads: int = 0, score_threshold: float | None =
     peer); ``evaluate`` then leaves that task's metrics out rather than scoring it as zero. Our models keep
     the graph's whole ranking (for mAP) unless ``whole_ranking`` is False (``PipelinePredictor``).
     """
-    from perception.eval import peers
+    from perception import peers
 
     if spec.startswith("teacher:"):
         from perception.teachers.ensemble import build_teacher_predictor

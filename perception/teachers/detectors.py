@@ -56,9 +56,8 @@ import cv2
 import numpy as np
 
 from perception.errors import ConfigError
-from perception.eval.peers import DET_CLASSES, cpu_session, external_model_path
-from perception.eval.prediction import Prediction
-from perception.frames import Letterbox
+from perception.frames import Letterbox, Prediction
+from perception.peers import DET_CLASSES, cpu_session, external_model_path
 from perception.postprocess.decode import BOX_ENCODINGS, anchor_centers
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry

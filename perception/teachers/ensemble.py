@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.eval.peers import DET_CLASSES
-from perception.eval.prediction import Prediction
+from perception.frames import Prediction
+from perception.peers import DET_CLASSES
 from perception.teachers.box_fusion import FusedBoxes, weighted_boxes_fusion
 from perception.teachers.detectors import clip_boxes, rider_pairs, union_box
 

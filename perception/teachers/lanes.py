@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.eval.prediction import Prediction
+from perception.frames import Prediction
 from perception.teachers.detectors import onnx_session, weight_path
 
 TWINLITENETPLUS_FILES = {

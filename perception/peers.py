@@ -1,6 +1,9 @@
-"""Adapters that run the peer models of ../shared/peers with their own pre- and post-processing and map
-their outputs to this project's classes, so a peer and our model are scored by the same code on the same
-frames (``perception eval``) and timed in the same process (``perception bench --peers``).
+"""The peer (baseline) models: other people's models of ../shared/peers, each run with its own pre- and
+post-processing and its outputs mapped to this project's classes, so a peer and our model are scored by the
+same code on the same frames (``perception eval``: ``predict`` gives a ``Prediction``) and timed by the same
+loop (``perception bench --peers``: ``PeerPipeline`` gives ``FrameResult`` values, as our ``Pipeline`` does).
+The helpers for any model from outside the project (``external_model_path``, ``cpu_session``) serve the
+COCO teachers (``perception.teachers``) too.
 
 - TwinLiteNet (BDD100K): drivable area and lane lines. Input ``input`` float32 [1, 3, 360, 640], RGB,
   /255, no mean/std, the frame resized to 640x360 without keeping the aspect ratio (as its demo does).
@@ -22,18 +25,19 @@ lights (CamVid's SignSymbol) can pass ``COCO_TO_DET_WITH_LIGHTS``.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from perception.errors import ModelError
-from perception.eval.prediction import Prediction
-from perception.frames import Letterbox
+from perception.frames import Detections, Frame, FrameResult, Letterbox, Prediction, SegMap
 from perception.postprocess.nms import nms
 from perception.preprocess import letterbox_geometry
 
-PEER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "peers"
+PEER_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "peers"
 TWINLITE_FILE = "twinlitenet_bdd100k_640x360.onnx"
 NANODET_FILE = "nanodet_m_coco_416.onnx"
 DET_CLASSES = ("car", "pedestrian", "cyclist", "traffic_sign")
@@ -192,3 +196,48 @@ class PeerStack:
     def predict(self, frame_bgr: np.ndarray) -> Prediction:
         s, d = self.seg.predict(frame_bgr), self.det.predict(frame_bgr)
         return Prediction(s.seg, d.boxes, d.scores, d.labels)
+
+
+class PeerPipeline:
+    """The peer stack (TwinLiteNet + NanoDet-m, ../shared/peers) behind the ``Pipeline`` interface, so the
+    runner decodes, times and writes it exactly like our model. Each peer keeps its own pre- and
+    post-processing; stage times are the two peers' sums."""
+
+    def __init__(self, threads: int = 0, peer_dir: str | os.PathLike | None = None):
+        import onnxruntime as ort
+
+        self.stack = PeerStack(peer_dir, threads)
+        self.det_classes = DET_CLASSES
+        self.seg_classes = ("background", "drivable", "lane")
+        self.backend = type("PeerBackend", (), {"description": f"onnxruntime {ort.__version__} CPU, 2 peer models"})
+        self.name = "peers (TwinLiteNet + NanoDet-m)"
+
+    def __call__(self, frame: Frame) -> FrameResult:
+        seg_net, det_net = self.stack.seg, self.stack.det
+        image = frame.image
+        t0 = time.perf_counter()
+        seg_in = seg_net.preprocess(image)
+        det_in, lb = det_net.preprocess(image)
+        t1 = time.perf_counter()
+        seg_out, det_out = seg_net.run(seg_in), det_net.run(det_in)
+        t2 = time.perf_counter()
+        seg, det = seg_net.finish(seg_out, frame.size_hw), det_net.finish(det_out, lb)
+        t3 = time.perf_counter()
+        h, w = frame.size_hw
+        return FrameResult(
+            frame_index=frame.index,
+            timestamp_s=frame.timestamp_s,
+            frame_size=frame.size_hw,
+            detections=Detections(det.boxes, det.scores, det.labels.astype(np.int32)),
+            det_class_names=self.det_classes,
+            seg=SegMap(seg.seg, self.seg_classes),  # already at frame size
+            letterbox=Letterbox((h, w), (h, w), (0, 0, w, h), 1.0, 0, 0),
+            timings_ms={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+        )
+
+    def fuse(self, result: FrameResult) -> FrameResult:
+        """The peers have no fusion stage: results pass through."""
+        return result
+
+    def process_batch(self, frames: Sequence[Frame], fuse: bool = True) -> list[FrameResult]:
+        return [self(f) for f in frames]  # the peer exports take batch 1
