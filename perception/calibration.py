@@ -418,7 +418,7 @@ class MountingEstimate:
         height_m: camera height above the road that makes the ego lane ``lane_width_m`` wide.
         vanishing_point: (x, y) median vanishing point of the lane lines, undistorted pixels at image_size.
         frames_used / frames_total: frames where both lines were found, of those given.
-        *mad*: median absolute deviation over the used frames (raw MAD, not scaled to a sigma).
+        *_mad*: median absolute deviation over the used frames (raw MAD, not scaled to a sigma).
         Roll is not measured (one vanishing point cannot give it): the mounting gets roll 0.
     """
 

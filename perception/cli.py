@@ -63,9 +63,9 @@ def _pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | No
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from perception.paths import ensure_writable_dir
     from perception.pipeline import build_pipeline
     from perception.runner import configure_host_threads, run_source
-    from perception.sinks import ensure_writable_dir
     from perception.sources import open_source
 
     configure_host_threads()
@@ -173,7 +173,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from perception.data.folder import FolderDataset
     from perception.data.overlay import montage
     from perception.data.synth.generate import SynthOptions, write_synth_dataset
-    from perception.sinks import ensure_writable_dir
+    from perception.paths import ensure_writable_dir
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -296,7 +296,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from perception.eval.evaluate import evaluate, format_table
     from perception.eval.predictors import build_predictor
     from perception.eval.report import nan_to_null, safe_name, write_eval_plots, write_report
-    from perception.sinks import ensure_writable_dir
+    from perception.paths import ensure_writable_dir
 
     cv2.setNumThreads(1)
     models = list(args.compare) if args.compare else (args.model or ["default"])
@@ -345,7 +345,7 @@ def _eval_tusimple(args: argparse.Namespace, models: list[str], dataset, out: Pa
     from perception.eval.evaluate import format_table
     from perception.eval.report import nan_to_null, safe_name, write_report
     from perception.eval.tusimple import PREDICTIONS_FILE, build_lane_predictor, evaluate_tusimple
-    from perception.sinks import ensure_writable_dir
+    from perception.paths import ensure_writable_dir
 
     config = load_config(args.config) if args.config else PipelineConfig()
     if args.camera:  # a camera file (resolved here), or a keyword the preset also takes
@@ -389,8 +389,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from perception.eval.agreement import agreement_recall
     from perception.eval.predictors import build_predictor
     from perception.eval.report import nan_to_null
+    from perception.paths import ensure_writable_dir
     from perception.progress import Progress
-    from perception.sinks import ensure_writable_dir
     from perception.sources import BadFrame, VideoFileSource
     from perception.teachers.detectors import build_teacher, parse_teacher_names
     from perception.teachers.ensemble import TeacherEnsemble
@@ -863,7 +863,7 @@ def cmd_fleet_eval(args: argparse.Namespace) -> int:
     from perception.eval.evaluate import format_table
     from perception.eval.report import nan_to_null
     from perception.fleet.evaluate import fleet_evaluate
-    from perception.sinks import ensure_writable_dir
+    from perception.paths import ensure_writable_dir
 
     kind, root = parse_data_spec(args.data)
     try:

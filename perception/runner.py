@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from perception.frames import Frame
+from perception.paths import ensure_writable_dir
 from perception.pipeline import Pipeline
 from perception.progress import Progress
-from perception.sinks import ImageSink, JsonlSink, VideoSink, ensure_writable_dir, error_to_json, scene_to_json
+from perception.sinks import ImageSink, JsonlSink, VideoSink, error_to_json, scene_to_json
 from perception.sources import BadFrame, FrameSource, ImageFolderSource, size_change_reason
 from perception.viz import draw_scene
 

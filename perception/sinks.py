@@ -166,19 +166,6 @@ def error_to_json(frame_index: int, timestamp_s: float, reason: str) -> dict[str
     return {"schema": SCHEMA_ID, "frame": frame_index, "t": round(timestamp_s, 6), "error": reason}
 
 
-def ensure_writable_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` if needed and prove a file can be written there; OutputError otherwise."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".perception-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"{path}: output folder is not writable ({err.strerror or err})") from err
-    return path
-
-
 class JsonlSink:
     """Appends one JSON object per line and flushes each, so a crash leaves every written line valid."""
 

@@ -70,7 +70,7 @@ def raw_model(model_dir) -> Path:
 @pytest.fixture(scope="session")
 def torch_checkpoint(model_dir) -> Path:
     from perception.export.random_model import random_net_and_contract
-    from perception.train.checkpoints import save_model_checkpoint
+    from perception.nets.checkpoints import save_model_checkpoint
 
     net, contract, kwargs = random_net_and_contract(input_size=TEST_INPUT_SIZE, cls_prior=0.3, seed=1)
     return save_model_checkpoint(model_dir / "tiny.pt", net, contract, "tiny", kwargs)

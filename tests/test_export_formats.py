@@ -34,6 +34,7 @@ from perception.export.checkpoint_export import PARITY, check_frames_from, check
 from perception.export.onnx_export import export_onnx
 from perception.export.random_model import random_net_and_contract
 from perception.frames import Frame
+from perception.nets.checkpoints import save_model_checkpoint
 from perception.nets.contract_graph import InputAdapter
 from perception.pipeline import Pipeline, build_pipeline
 from perception.postprocess.network_outputs import DetectionSettings
@@ -42,7 +43,6 @@ from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime.contract import ModelContract
 from perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from perception.runtime.tensorrt_backend import tensorrt_available
-from perception.train.checkpoints import save_model_checkpoint
 
 SIZE = (64, 96)  # network input (H, W)
 CPU = ("CPUExecutionProvider",)

@@ -10,9 +10,9 @@ import torch.nn as nn
 from perception.export.checkpoint_export import check_parity, count_gflops, export_checkpoint
 from perception.export.onnx_export import export_onnx
 from perception.nets import build_net
+from perception.nets.checkpoints import save_model_checkpoint
 from perception.nets.multitask import MultiTaskNet, build_encoder
 from perception.runtime.contract import ModelContract
-from perception.train.checkpoints import save_model_checkpoint
 
 SMALL = {"encoder": "tu-mobilenetv4_conv_small", "seg_width": 8, "det_width": 16}
 

@@ -17,7 +17,13 @@ from perception.data.registry import build_dataset
 from perception.data.sample import DatasetError
 from perception.data.synth.generate import SynthOptions, synth_clip
 from perception.data.synth.tusimple import LABEL_FILE, synth_tusimple_lanes, write_tusimple_synth
-from perception.data.tusimple import TusimpleDataset, label_line, tusimple_h_samples
+from perception.data.tusimple import (
+    TusimpleDataset,
+    label_line,
+    order_left_to_right,
+    resample_polyline,
+    tusimple_h_samples,
+)
 from perception.eval.lanes import (
     CulaneAccumulator,
     LaneAccumulator,
@@ -25,8 +31,6 @@ from perception.eval.lanes import (
     culane_frame,
     lane_angle,
     max_weight_matching,
-    order_left_to_right,
-    resample_polyline,
 )
 from perception.eval.tusimple import PREDICTIONS_FILE, evaluate_tusimple, predicted_tusimple_lanes
 

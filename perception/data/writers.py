@@ -50,7 +50,7 @@ import yaml
 
 from perception.data.sample import DET_CLASSES, IGNORE, SEG_CLASSES, Sample
 from perception.errors import OutputError
-from perception.sinks import ensure_writable_dir
+from perception.paths import ensure_writable_dir
 
 log = logging.getLogger(__name__)
 

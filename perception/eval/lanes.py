@@ -56,39 +56,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from perception.data.tusimple import resample_polyline
 from perception.eval.segmentation import ConfusionMatrix
 
-ABSENT = -2.0
 PIXEL_THRESH = 20.0  # TuSimple: a point matches within 20 label pixels (before the angle correction)
 PT_THRESH = 0.85  # TuSimple: a gt lane is matched when at least 85 % of its rows match
 MAX_RUN_TIME_MS = 200.0  # TuSimple: a slower frame scores accuracy 0, FN 1 (when run times are given)
 CULANE_WIDTH = 30  # CULane: lanes are drawn 30 px wide ...
 CULANE_IOU = 0.5  # ... and a matched pair with IoU >= 0.5 is a true positive
-
-
-def resample_polyline(lane: np.ndarray, h_samples: np.ndarray) -> np.ndarray:
-    """x of a polyline at each row of ``h_samples``, by linear interpolation in y.
-
-    Args:
-        lane: float [K, 2] points (x, y) in image pixels, any order (sorted by y here; a lane that turns back
-            in y is not representable as x(y) and is taken as the sorted point sequence).
-        h_samples: float [R] image rows.
-
-    Returns:
-        float64 [R]: x at each row, ``ABSENT`` (-2) where the row is outside the polyline's y range
-        (an empty polyline is absent everywhere; a single point only on its own row).
-    """
-    lane = np.asarray(lane, np.float64)
-    h = np.asarray(h_samples, np.float64)
-    if lane.size == 0:
-        return np.full(h.shape, ABSENT)
-    if lane.ndim != 2 or lane.shape[1] != 2:
-        raise ValueError(f"a lane must be an [K, 2] array of (x, y) points, got shape {list(lane.shape)}")
-    order = np.argsort(lane[:, 1], kind="stable")
-    x, y = lane[order, 0], lane[order, 1]
-    out = np.interp(h, y, x)
-    out[(h < y[0]) | (h > y[-1])] = ABSENT
-    return out
 
 
 def lane_angle(xs: np.ndarray, h_samples: np.ndarray) -> float:
@@ -119,50 +94,6 @@ def line_accuracy(pred_xs: np.ndarray, gt_xs: np.ndarray, thresh: float, count_a
         return 0.0
     hit = present & (pred >= 0) & (np.abs(pred - gt) < thresh)
     return float(hit.sum() / present.sum())
-
-
-def polyline_to_tusimple(lane: np.ndarray, h_samples: np.ndarray, image_width: int) -> np.ndarray:
-    """A polyline in image pixels as a TuSimple lane: x at each row of ``h_samples``.
-
-    Args:
-        lane: float [K, 2] points (x, y) in the labels' image pixels.
-        h_samples: float [R] image rows. image_width: the image's width in pixels.
-
-    Returns:
-        float64 [R]: x by linear interpolation in y (``resample_polyline``), ``ABSENT`` (-2) outside the
-        polyline's y range or outside the image (x < 0 or x >= image_width).
-    """
-    xs = resample_polyline(lane, h_samples)
-    xs[(xs < 0) | (xs >= image_width)] = ABSENT
-    return xs
-
-
-def order_left_to_right(lanes_xs: Sequence[np.ndarray], h_samples: np.ndarray) -> list[int]:
-    """Indices that sort TuSimple lanes left to right: by x at the bottom-most row they have in common.
-
-    That row is the lowest of the lanes' bottom ends (every lane reaches it when their row ranges overlap);
-    a lane that does not reach it is compared by its x at its own nearest present row. Lanes with no present
-    row sort last. Ties keep the input order.
-
-    Args:
-        lanes_xs: float [R] x values at ``h_samples`` (negative = absent), one per lane.
-        h_samples: float [R] image rows.
-    """
-    h = np.asarray(h_samples, np.float64)
-    present = [np.asarray(xs, np.float64) >= 0 for xs in lanes_xs]
-    bottoms = [h[p].max() for p in present if p.any()]
-    if not bottoms:
-        return list(range(len(lanes_xs)))
-    row = min(bottoms)
-    keys = []
-    for xs, p in zip(lanes_xs, present, strict=True):
-        if not p.any():
-            keys.append(np.inf)
-            continue
-        y, x = h[p], np.asarray(xs, np.float64)[p]
-        order = np.argsort(y, kind="stable")
-        keys.append(float(np.interp(row, y[order], x[order])))  # clamps to the nearest end outside its range
-    return sorted(range(len(lanes_xs)), key=lambda i: keys[i])
 
 
 def bench_frame(

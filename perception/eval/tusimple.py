@@ -8,7 +8,7 @@ the same way (anything with ``name``, ``start_clip()`` and ``predict_lanes(frame
 Predicted TuSimple lanes: every polyline becomes x at the gt's ``h_samples`` by linear interpolation in y
 (x = -2 outside the polyline's rows or outside the image), rounded to whole pixels; lanes with no point left
 are dropped; the rest are ordered left to right by x at the bottom-most row they have in common
-(``perception.eval.lanes.order_left_to_right``).
+(``perception.data.tusimple.order_left_to_right``).
 
 Fusion is stateful: frames of one clip (the folder of ``raw_file``) go through it in label order and a
 new clip starts it afresh (``start_clip``). A frame's time stamp is its file number over ``fps`` (TuSimple
@@ -35,16 +35,10 @@ import numpy as np
 
 from perception.data.base import SkipLog
 from perception.data.sample import DatasetError
+from perception.data.tusimple import ABSENT, order_left_to_right, polyline_to_tusimple
 from perception.errors import ConfigError, OutputError
 from perception.eval.evaluate import EvalResult
-from perception.eval.lanes import (
-    ABSENT,
-    MAX_RUN_TIME_MS,
-    CulaneAccumulator,
-    LaneAccumulator,
-    order_left_to_right,
-    polyline_to_tusimple,
-)
+from perception.eval.lanes import MAX_RUN_TIME_MS, CulaneAccumulator, LaneAccumulator
 from perception.frames import Frame
 from perception.progress import Progress
 

@@ -61,8 +61,8 @@ def count_gflops(net: nn.Module, input_size: tuple[int, int]) -> float:
 
 def load_net(path: str | os.PathLike):
     """(network in eval mode, contract, arch, arch_kwargs, checkpoint dict) from a checkpoint file."""
+    from perception.nets.checkpoints import build_checkpoint_net
     from perception.runtime.contract import ModelContract
-    from perception.train.checkpoints import build_checkpoint_net
     from perception.train.engine import load_checkpoint
 
     path = Path(path)

@@ -26,7 +26,8 @@ from perception.config import PipelineConfig
 from perception.errors import ConfigError
 from perception.fleet.inputs import FleetInput, local_copy
 from perception.fleet.merge import SUMMARY_NAME, range_files
-from perception.fleet.ranges import RangeWorker, count_frames, plan_ranges, range_name
+from perception.fleet.ranges import count_frames, plan_ranges, range_name
+from perception.fleet.worker import RangeWorker
 from perception.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def run_fleet(
     ``OUT/fleet_summary.json``. Each worker reserves one CPU and runs inference on ``threads`` threads (one
     by default: workers, not threads, are what scales across a cluster). ``on_workers`` receives the
     actors' process ids once they are up."""
-    from perception.sinks import ensure_writable_dir
+    from perception.paths import ensure_writable_dir
 
     out = ensure_writable_dir(out_dir)
     cache = out / ".cache"

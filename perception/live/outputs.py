@@ -152,7 +152,7 @@ class RotatingJsonlOutput(_Counted):
         super().__init__()
         if max_bytes <= 0 or keep <= 0:
             raise ConfigError(f"JSONL log: max size ({max_bytes} bytes) and files kept ({keep}) must be > 0")
-        from perception.sinks import ensure_writable_dir
+        from perception.paths import ensure_writable_dir
 
         self.folder = ensure_writable_dir(folder)
         self.name = f"jsonl:{self.folder}"

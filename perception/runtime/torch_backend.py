@@ -20,8 +20,6 @@ from perception.runtime.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEYS = ("contract", "arch", "arch_kwargs", "state_dict")
-
 
 class TorchBackend(Backend):
     """Args: path to a checkpoint (.pt); device "cpu", "cuda" or "cuda:N"; threads for CPU (0 = default)."""
@@ -31,7 +29,7 @@ class TorchBackend(Backend):
             import torch
         except ImportError as err:
             raise ModelError(f"{path}: the torch backend needs PyTorch: pip install '.[train]'") from err
-        from perception.train.checkpoints import build_checkpoint_net
+        from perception.nets.checkpoints import CHECKPOINT_KEYS, build_checkpoint_net
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -14,7 +14,7 @@ an uninterrupted one. The data order of an epoch is a function of (seed, epoch) 
 resumed epoch skips the batches done without loading them, on every rank; rows of ``steps.csv`` /
 ``epochs.csv`` (and TensorBoard events) logged after the checkpoint are dropped and replayed.
 
-Checkpoints are model checkpoints (``perception.train.checkpoints``): ``state_dict`` holds the EMA
+Checkpoints are model checkpoints (``perception.nets.checkpoints``): ``state_dict`` holds the EMA
 weights (what is exported and evaluated); ``train_state`` holds the rest: ``model`` (raw weights),
 ``optimizer``, ``scheduler``, ``scaler`` (GradScaler), ``ema_updates``, ``epoch`` (0-based; the epoch in
 progress when ``mid_epoch``, else the last one finished), ``step`` (optimizer steps in all), ``epoch_step``
@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,10 +50,10 @@ from perception.data.sample import DET_CLASSES, SEG_CLASSES
 from perception.errors import ConfigError, InputError, ModelError, PerceptionError
 from perception.nets import build_net
 from perception.nets.box_coding import box_encoding_of
+from perception.nets.checkpoints import save_model_checkpoint
 from perception.nets.contract_graph import InputAdapter
 from perception.progress import Progress
 from perception.runtime.contract import ModelContract
-from perception.train.checkpoints import save_model_checkpoint
 from perception.train.config import TrainConfig
 from perception.train.data import EpochSampler, TrainSet, collate
 from perception.train.losses import DetectionLoss, MultiTaskLoss, Targets
@@ -749,13 +748,3 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
         rank_indices,
         complete,
     )
-
-
-def main_torchrun() -> None:  # pragma: no cover - thin entry for `torchrun -m perception.train.engine`
-    from perception.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main_torchrun()

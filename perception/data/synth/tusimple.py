@@ -29,8 +29,7 @@ import numpy as np
 from perception.camera_model import camera_from_dict
 from perception.data.synth.effects import hood_mask
 from perception.data.synth.generate import SynthOptions, _clip_frames, _in_order
-from perception.data.tusimple import label_line, tusimple_h_samples
-from perception.eval.lanes import ABSENT, order_left_to_right, polyline_to_tusimple
+from perception.data.tusimple import ABSENT, label_line, order_left_to_right, polyline_to_tusimple, tusimple_h_samples
 from perception.progress import Progress
 
 LABEL_FILE = "label_data.json"

@@ -16,6 +16,9 @@ import torch.nn as nn
 from perception.errors import ModelError
 from perception.runtime.contract import ModelContract
 
+# What every model checkpoint holds (training adds its own keys beside these).
+CHECKPOINT_KEYS = ("contract", "arch", "arch_kwargs", "state_dict")
+
 
 def save_model_checkpoint(
     path: str | os.PathLike,
