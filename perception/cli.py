@@ -640,8 +640,9 @@ def build_camera_node(args: argparse.Namespace, record_latencies: bool = False):
     from perception.live.capture import LatestFrameCapture
     from perception.live.http import PreviewRenderer, StatusServer
     from perception.live.node import CameraNode, NodeSettings
-    from perception.live.outputs import RotatingJsonlOutput, UdpOutput, ZmqOutput, parse_host_port
+    from perception.live.transports import UdpOutput, ZmqOutput, parse_host_port
     from perception.pipeline import build_pipeline
+    from perception.sinks import RotatingJsonlSink
     from perception.sources import OpenCVGrabber, parse_camera_source
 
     config, cfg_file = _pipeline_config(args)
@@ -662,7 +663,7 @@ def build_camera_node(args: argparse.Namespace, record_latencies: bool = False):
         if live.zmq is not None:
             outputs.append(ZmqOutput(live.zmq, topic=live.zmq_topic))
         if live.log_dir is not None:
-            outputs.append(RotatingJsonlOutput(live.log_dir, int(live.log_max_mb * 2**20), live.log_keep))
+            outputs.append(RotatingJsonlSink(live.log_dir, int(live.log_max_mb * 2**20), live.log_keep))
         if live.ros2:
             from perception.live.ros2 import Ros2Output
 

@@ -20,20 +20,28 @@ usable image gets ``{"frame": i, "t": t, "error": "..."}`` instead, so line coun
 
 A video gives one annotated video (``VideoSink``); an image folder gives one annotated image per input
 image (``ImageSink``) with the input's file name and extension, at its path relative to the folder.
+
+``JsonlSink`` is the one JSON-lines writer: ``perception run``'s results.jsonl, and (``RotatingJsonlSink``) the
+camera node's log, one of the ``RecordSink`` destinations the node publishes each record to.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from perception.errors import OutputError
+from perception.errors import ConfigError, OutputError
 from perception.frames import FrameResult, Scene
+from perception.paths import ensure_writable_dir
+
+log = logging.getLogger(__name__)
 
 SCHEMA_ID = "perception.frame/2"
 SCHEMA_PATH = Path(__file__).parent / "schema" / "frame.schema.json"
@@ -166,23 +174,132 @@ def error_to_json(frame_index: int, timestamp_s: float, reason: str) -> dict[str
     return {"schema": SCHEMA_ID, "frame": frame_index, "t": round(timestamp_s, 6), "error": reason}
 
 
-class JsonlSink:
-    """Appends one JSON object per line and flushes each, so a crash leaves every written line valid."""
+class RecordSink(Protocol):
+    """A destination for each frame's record in the camera node: the JSONL log (``RotatingJsonlSink``), UDP,
+    ZeroMQ, ROS 2 (``perception.live``). ``publish`` gets the record once serialised (``line``: one JSON
+    object, UTF-8, no newline) and never raises: a failure is counted in ``errors``, because a consumer that
+    went away must not stop the node."""
+
+    name: str
+    sent: int
+    errors: int
+
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CountedSink:
+    """``sent``/``errors`` counters and one log line per distinct failure (a dead consumer would flood the log)."""
+
+    name = "output"
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.errors = 0
+        self._logged: set[str] = set()
+
+    def _failed(self, why: str) -> None:
+        self.errors += 1
+        if why not in self._logged:
+            self._logged.add(why)
+            log.warning("output %s: %s (counted; logged once)", self.name, why)
+
+
+def _open_for_writing(path: Path):
+    try:
+        return open(path, "wb")
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write ({err.strerror})") from err
+
+
+class JsonlSink(CountedSink):
+    """The one JSON-lines writer: one object per line, each line flushed, so a crash or a power cut leaves
+    every written line valid.
+
+    ``perception run`` writes ``results.jsonl`` with ``write``: a failed write raises, and the run stops and
+    says so. The camera node writes its log through ``publish`` (``RecordSink``): a failed write (a full
+    disk) is counted and logged once, and the node keeps running. ``RotatingJsonlSink`` is the same writer
+    over a folder of size-capped files.
+    """
 
     def __init__(self, path: str | os.PathLike):
+        super().__init__()
         self.path = Path(path)
-        try:
-            self._file = open(self.path, "w", encoding="utf-8")
-        except OSError as err:
-            raise OutputError(f"{self.path}: cannot write ({err.strerror})") from err
+        self.name = f"jsonl:{self.path}"
+        self._file = _open_for_writing(self.path)
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def write(self, record: dict[str, Any], line: bytes | None = None) -> None:
+        """Append ``record`` (``line``: the record already serialised, compact JSON without a newline)."""
+        if line is None:
+            line = json.dumps(record, separators=(",", ":")).encode()
+        self._write_line(line)
+
+    def _write_line(self, line: bytes) -> None:
+        self._file.write(line + b"\n")
         self._file.flush()
+        self.sent += 1
+
+    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None:
+        try:
+            self.write(record, line)
+        except (OSError, OutputError) as err:  # a full disk: count it, keep the node up
+            self._failed(f"write failed: {err}")
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()
+
+
+class RotatingJsonlSink(JsonlSink):
+    """JSON lines in ``folder``: ``<prefix>-<UTC start time>.jsonl``, a new file past ``max_bytes``, the oldest
+    deleted beyond ``keep`` files (the camera node's log). Other files in the folder are never touched."""
+
+    def __init__(self, folder: str | os.PathLike, max_bytes: int = 100 * 2**20, keep: int = 10, prefix: str = "camera"):
+        CountedSink.__init__(self)
+        if max_bytes <= 0 or keep <= 0:
+            raise ConfigError(f"JSONL log: max size ({max_bytes} bytes) and files kept ({keep}) must be > 0")
+        self.folder = ensure_writable_dir(folder)
+        self.name = f"jsonl:{self.folder}"
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.prefix = prefix
+        self.files: list[Path] = []
+        self._file = None
+        self._size = 0
+        self._open_new()
+
+    @property
+    def path(self) -> Path:
+        """The file being written."""
+        return self.files[-1]
+
+    def _open_new(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = self.folder / f"{self.prefix}-{stamp}.jsonl"
+        n = 1
+        while path.exists() or path in self.files:
+            path = self.folder / f"{self.prefix}-{stamp}-{n}.jsonl"
+            n += 1
+        self._file = _open_for_writing(path)
+        self.files.append(path)
+        self._size = 0
+        # Oldest first: earlier runs' files by time, then this run's in the order written (not by mtime: a
+        # clock that started behind, or coarse timestamps, must not make the file just opened look oldest).
+        earlier = [p for p in self.folder.glob(f"{self.prefix}-*.jsonl") if p not in self.files]
+        existing = sorted(earlier, key=lambda p: p.stat().st_mtime) + [p for p in self.files if p.exists()]
+        for old in existing[: max(0, len(existing) - self.keep)]:
+            old.unlink(missing_ok=True)
+            if old in self.files:
+                self.files.remove(old)
+
+    def _write_line(self, line: bytes) -> None:
+        if self._size > 0 and self._size + len(line) + 1 > self.max_bytes:
+            self._open_new()
+        super()._write_line(line)
+        self._size += len(line) + 1
 
 
 class VideoSink:

@@ -20,7 +20,7 @@ import pytest
 from perception.errors import OutputError
 from perception.frames import Detections, FrameResult, Letterbox, SegMap
 from perception.live.http import BOUNDARY, NODE_STATES, PreviewRenderer, StatusServer, prometheus_text
-from perception.live.outputs import parse_host_port
+from perception.live.transports import parse_host_port
 
 TIMEOUT = 3.0
 

@@ -18,7 +18,7 @@ from perception.errors import InputError
 from perception.frames import Detections, FrameResult, Letterbox
 from perception.live.capture import LatestFrameCapture
 from perception.live.node import CameraNode, NodeSettings, percentile
-from perception.live.outputs import RotatingJsonlOutput
+from perception.sinks import RotatingJsonlSink
 from perception.sources import OpenCVGrabber, parse_camera_source
 
 
@@ -243,7 +243,7 @@ def test_failing_frames_are_counted_and_the_node_stays_up():
 
 
 def test_stop_event_ends_the_run_and_flushes_outputs(tmp_path):
-    log_out = RotatingJsonlOutput(tmp_path / "logs")
+    log_out = RotatingJsonlSink(tmp_path / "logs")
     node = _node(Opener(FakeCamera(fps=100)), FakePipeline(delay_s=0.005), [log_out], max_age_s=1.0)
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()

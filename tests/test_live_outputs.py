@@ -17,8 +17,8 @@ import pytest
 
 from perception.errors import ConfigError, OutputError
 from perception.frames import Detections, FrameResult, Letterbox, SegMap
-from perception.live.outputs import MAX_UDP_PAYLOAD, RotatingJsonlOutput, UdpOutput, ZmqOutput, parse_host_port
-from perception.sinks import scene_to_json
+from perception.live.transports import MAX_UDP_PAYLOAD, UdpOutput, ZmqOutput, parse_host_port
+from perception.sinks import RotatingJsonlSink, scene_to_json
 
 NAMES = ("car", "pedestrian", "cyclist")
 
@@ -228,7 +228,7 @@ def _lines(path) -> list[dict]:
 
 
 def test_jsonl_lines_are_valid_and_flushed_before_close(tmp_path):
-    out = RotatingJsonlOutput(tmp_path / "logs", max_bytes=2**20, keep=3)
+    out = RotatingJsonlSink(tmp_path / "logs", max_bytes=2**20, keep=3)
     try:
         records = [make_record(2, i) for i in range(5)]
         for i, (record, line, result) in enumerate(records):
@@ -246,7 +246,7 @@ def test_jsonl_lines_are_valid_and_flushed_before_close(tmp_path):
 def test_jsonl_rotates_past_max_bytes_and_keeps_only_the_newest_files(tmp_path):
     records = [make_record(1, i) for i in range(40)]
     longest = max(len(line) for _, line, _ in records) + 1
-    out = RotatingJsonlOutput(tmp_path, max_bytes=3 * longest, keep=3)
+    out = RotatingJsonlSink(tmp_path, max_bytes=3 * longest, keep=3)
     try:
         created = [out.files[-1]]  # the file written after each rotation (a name may recur once deleted)
         for record, line, result in records:
@@ -280,7 +280,7 @@ def test_jsonl_never_deletes_the_file_it_writes_when_older_files_look_newer(tmp_
         os.utime(old, (future + i, future + i))
     records = [make_record(0, i) for i in range(12)]
     longest = max(len(line) for _, line, _ in records) + 1
-    out = RotatingJsonlOutput(tmp_path, max_bytes=2 * longest, keep=3)
+    out = RotatingJsonlSink(tmp_path, max_bytes=2 * longest, keep=3)
     try:
         for record, line, result in records:
             out.publish(record, line, result)
@@ -295,7 +295,7 @@ def test_jsonl_never_deletes_the_file_it_writes_when_older_files_look_newer(tmp_
 
 def test_jsonl_does_not_delete_other_files_in_the_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
-    out = RotatingJsonlOutput(tmp_path, max_bytes=10, keep=1)
+    out = RotatingJsonlSink(tmp_path, max_bytes=10, keep=1)
     try:
         for i in range(5):
             record, line, result = make_record(0, i)
@@ -310,7 +310,7 @@ def test_jsonl_does_not_delete_other_files_in_the_folder(tmp_path):
 @pytest.mark.parametrize("max_bytes, keep", [(0, 3), (-5, 3), (100, 0)])
 def test_jsonl_bad_limits_are_config_errors(tmp_path, max_bytes, keep):
     with pytest.raises(ConfigError, match="JSONL log"):
-        RotatingJsonlOutput(tmp_path, max_bytes=max_bytes, keep=keep)
+        RotatingJsonlSink(tmp_path, max_bytes=max_bytes, keep=keep)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -318,7 +318,7 @@ def test_jsonl_unwritable_folder_is_an_output_error_naming_it(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match=re.escape(str(blocker / "logs"))):
-        RotatingJsonlOutput(blocker / "logs")
+        RotatingJsonlSink(blocker / "logs")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from perception.frames import Frame, FrameResult
 from perception.live.capture import Captured, LatestFrameCapture
 from perception.runner import STAGES
-from perception.sinks import scene_to_json
+from perception.sinks import RecordSink, scene_to_json
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,6 @@ class FramePipeline(Protocol):
     """What the node needs of a pipeline: one frame in, its fused FrameResult out (stateful, in order)."""
 
     def __call__(self, frame: Frame) -> FrameResult: ...
-
-
-class Output(Protocol):
-    """A destination for each frame's record. ``publish`` must not raise: it counts ``errors`` instead."""
-
-    name: str
-    sent: int
-    errors: int
-
-    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Preview(Protocol):
@@ -128,7 +116,7 @@ class CameraNode:
         self,
         capture: LatestFrameCapture,
         pipeline: FramePipeline,
-        outputs: list[Output],
+        outputs: list[RecordSink],
         settings: NodeSettings = NodeSettings(),
         preview: Preview | None = None,
         model_name: str = "",

@@ -1,25 +1,21 @@
-"""Where the camera node sends each frame's record: UDP datagrams, ZeroMQ PUB, rotating JSONL files.
+"""The camera node's network outputs: UDP datagrams and ZeroMQ PUB (its JSONL log is ``perception.sinks``'
+``RotatingJsonlSink``; ROS 2 is ``ros2.py``).
 
-Every output gets the record once serialised (``line``: one JSON object, UTF-8, no newline) and never
-raises from ``publish``: a send that fails is counted in ``errors`` (and logged once per kind of failure),
-because a consumer that went away must not stop the node. Opening an output can fail (a port in use, a
-folder not writable): that raises OutputError at start-up with the address or path in the message.
+Each is a ``RecordSink``: it gets the record once serialised (``line``: one JSON object, UTF-8, no newline)
+and never raises from ``publish``: a send that fails is counted in ``errors`` (and logged once per kind of
+failure), because a consumer that went away must not stop the node. Opening an output can fail (a port in
+use): that raises OutputError at start-up with the address in the message.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
-import os
 import socket
-import time
-from pathlib import Path
 from typing import Any
 
 from perception.errors import ConfigError, OutputError
 from perception.frames import FrameResult
-
-log = logging.getLogger(__name__)
+from perception.sinks import CountedSink
 
 MAX_UDP_PAYLOAD = 65507  # IPv4: 65535 minus the IP and UDP headers
 
@@ -41,24 +37,7 @@ def parse_host_port(text: str, default_host: str = "127.0.0.1", what: str = "add
     return host, port
 
 
-class _Counted:
-    """sent/errors counters and one log line per distinct failure (a dead consumer would flood the log)."""
-
-    name = "output"
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.errors = 0
-        self._logged: set[str] = set()
-
-    def _failed(self, why: str) -> None:
-        self.errors += 1
-        if why not in self._logged:
-            self._logged.add(why)
-            log.warning("output %s: %s (counted; logged once)", self.name, why)
-
-
-class UdpOutput(_Counted):
+class UdpOutput(CountedSink):
     """One datagram per frame: the JSON line plus a newline (so a capture of datagrams is JSONL).
 
     A record too large for one datagram (over 65,507 bytes: a scene with very many objects) is sent
@@ -100,7 +79,7 @@ class UdpOutput(_Counted):
         self._sock.close()
 
 
-class ZmqOutput(_Counted):
+class ZmqOutput(CountedSink):
     """ZeroMQ PUB socket bound to ``endpoint``; each frame is a two-part message [topic, JSON line].
 
     Subscribers filter on the topic. The send high-water mark bounds what is held for a slow subscriber
@@ -142,62 +121,3 @@ class ZmqOutput(_Counted):
 
     def close(self) -> None:
         self._sock.close()
-
-
-class RotatingJsonlOutput(_Counted):
-    """JSONL log files in ``folder``: ``camera-<UTC start time>.jsonl``, a new file past ``max_bytes``,
-    the oldest deleted beyond ``keep`` files. Each line is flushed, so a power cut leaves valid lines."""
-
-    def __init__(self, folder: str | os.PathLike, max_bytes: int = 100 * 2**20, keep: int = 10):
-        super().__init__()
-        if max_bytes <= 0 or keep <= 0:
-            raise ConfigError(f"JSONL log: max size ({max_bytes} bytes) and files kept ({keep}) must be > 0")
-        from perception.paths import ensure_writable_dir
-
-        self.folder = ensure_writable_dir(folder)
-        self.name = f"jsonl:{self.folder}"
-        self.max_bytes = max_bytes
-        self.keep = keep
-        self.files: list[Path] = []
-        self._file = None
-        self._size = 0
-        self._open_new()
-
-    def _open_new(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = self.folder / f"camera-{stamp}.jsonl"
-        n = 1
-        while path.exists() or path in self.files:
-            path = self.folder / f"camera-{stamp}-{n}.jsonl"
-            n += 1
-        try:
-            self._file = open(path, "wb")
-        except OSError as err:
-            raise OutputError(f"{path}: cannot write ({err.strerror})") from err
-        self.files.append(path)
-        self._size = 0
-        # Oldest first: earlier runs' files by time, then this run's in the order written (not by mtime: a
-        # clock that started behind, or coarse timestamps, must not make the file just opened look oldest).
-        earlier = [p for p in self.folder.glob("camera-*.jsonl") if p not in self.files]
-        existing = sorted(earlier, key=lambda p: p.stat().st_mtime) + [p for p in self.files if p.exists()]
-        for old in existing[: max(0, len(existing) - self.keep)]:
-            old.unlink(missing_ok=True)
-            if old in self.files:
-                self.files.remove(old)
-
-    def publish(self, record: dict[str, Any], line: bytes, result: FrameResult) -> None:
-        try:
-            if self._size > 0 and self._size + len(line) + 1 > self.max_bytes:
-                self._open_new()
-            self._file.write(line + b"\n")
-            self._file.flush()
-            self._size += len(line) + 1
-            self.sent += 1
-        except (OSError, OutputError) as err:  # a full disk: count it, keep the node up
-            self._failed(f"write failed: {err}")
-
-    def close(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()
