@@ -639,3 +639,94 @@ def calibrate_auto(
         source.close()
     auto = fuser.auto_camera
     return auto.camera, auto.state, n
+
+
+# --------------------------------------------------------------------------------------------------------
+# The camera file's header: how it was made, from what, under which assumptions
+
+
+def made_with() -> str:
+    """``on <date> with perception <version>, OpenCV <version>``, for a camera file's header."""
+    from datetime import date
+
+    from perception import __version__
+
+    return f"on {date.today().isoformat()} with perception {__version__}, OpenCV {cv2.__version__}"
+
+
+def chessboard_header(result: CalibrationResult, name: str, command: str, square_mm: float) -> list[str]:
+    """Header lines of a camera file made from chessboard photos (``command``: the command line that made it)."""
+    cols, rows = result.board
+    w, h = result.camera.image_size
+    not_found = ", ".join(Path(f).name for f in result.not_found) or "none"
+    rejected = "; ".join(f"{Path(f).name} ({why})" for f, why in result.rejected) or "none"
+    header = [
+        f"Camera {name}: pinhole + OpenCV 5-coefficient distortion (k1, k2, p1, p2, k3) from chessboard photos.",
+        f"made by: {command}",
+        made_with(),
+        f"board {cols}x{rows} inner corners ({square_mm:g} mm squares; they scale the board poses, not the "
+        f"intrinsics) used in {result.boards_used} of {len(result.images)} images at {w}x{h}; "
+        f"RMS reprojection error {result.rms_px:.3f} px.",
+        f"board not found in: {not_found}; board rejected in: {rejected}.",
+        "mounting: not measured here (defaults); see `perception calibrate --mounting`.",
+    ]
+    if result.cropped:
+        names = ", ".join(Path(f).name for f in result.cropped)
+        header.insert(-1, f"cropped at the right/bottom edge to {w}x{h} (1-2 px larger): {names}.")
+    return header
+
+
+def mounting_header(
+    est: MountingEstimate,
+    name: str,
+    command: str,
+    video: str,
+    camera_file: str,
+    camera: CameraModel,
+    note: str | None = None,
+) -> list[str]:
+    """Header lines of a camera file whose mounting ``est`` was measured on ``video`` with the intrinsics of
+    ``camera_file`` (``camera``, before scaling to the video); its own header is carried along."""
+    cw, ch = camera.image_size
+    w, h = est.image_size
+    u, v = est.vanishing_point
+    header = [
+        f"Camera {name}: intrinsics and distortion of {camera_file} scaled from {cw}x{ch} to {w}x{h}, "
+        "mounting from the lane lines of a video.",
+        f"made by: {command}",
+        made_with(),
+        f"mounting: lane lines in {est.frames_used} of {est.frames_total} frames, vanishing point "
+        f"({u:.1f}, {v:.1f}) px; pitch {est.pitch_deg:.2f} deg (MAD {est.pitch_mad_deg:.2f}), "
+        f"yaw {est.yaw_deg:.2f} deg (MAD {est.yaw_mad_deg:.2f}), height {est.height_m:.3f} m "
+        f"(MAD {est.height_mad_m:.3f}) for a {est.lane_width_m:g} m lane; roll not measured (0).",
+        f"ASSUMPTION: {video} was recorded with the camera of {camera_file} (same lens, resized); "
+        "if not, intrinsics and distortion are wrong and the height is off in proportion to the focal length.",
+    ]
+    if note:
+        header.append(f"note: {note}")
+    return header + [f"{camera_file} says:"] + [f"  {line}" for line in yaml_header_comment(camera_file)]
+
+
+def auto_summary(state, frames: int) -> str:
+    """One line on where a self-calibration (an ``AutoCamera`` state after ``frames`` frames) stands."""
+
+    def num(v, fmt):
+        return "unmeasured" if v is None else format(v, fmt)
+
+    return (
+        f"{state.frames_used} of {frames} frames used; pitch {num(state.pitch_deg, '.2f')} deg, yaw "
+        f"{num(state.yaw_deg, '.2f')} deg, height {num(state.height_m, '.3f')} m ({state.height_source}), hfov "
+        f"{state.hfov_deg:.2f} deg ({state.focal_source}), confidence {state.confidence:.2f}"
+    )
+
+
+def auto_header(name: str, command: str, model_name: str, state, frames: int) -> list[str]:
+    """Header lines of a camera file estimated by the self-calibration (``calibrate_auto``)."""
+    return [
+        f"Camera {name}: estimated from the lane lines of a video (camera: auto), not from a chessboard.",
+        f"made by: {command}",
+        made_with() + f", model {model_name}",
+        f"auto: {auto_summary(state, frames)}",
+        "ASSUMPTIONS: principal point at the image centre, no lens distortion, roll 0; focal length from "
+        f"{state.focal_source}; height from {state.height_source} (see perception/fusion/self_calibration.py).",
+    ]

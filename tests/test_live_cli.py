@@ -14,7 +14,8 @@ from importlib import resources
 import pytest
 from conftest import write_video
 
-from perception.cli import build_camera_node, build_parser, main
+from perception.cli import build_parser, main
+from perception.cli.live import build_camera_node
 
 
 def _udp_listener():

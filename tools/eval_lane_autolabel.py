@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.cli import parse_size
+from perception.cli.options import parse_size
 from perception.data.autolabel import autolabel_lane_paint, estimate_horizon, evaluate_autolabel, paint_overlay
 from perception.eval.report import nan_to_null
 

@@ -14,12 +14,16 @@ what the teachers find, not everything on the road.
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from perception.postprocess.nms import box_iou
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,3 +110,65 @@ def agreement_recall(
         if progress is not None:
             progress.update(i + 1)
     return counts
+
+
+def video_agreement(
+    predictor,
+    ensemble,
+    video: str,
+    classes: tuple[str, ...],
+    min_agree: int = 2,
+    match_iou: float = 0.5,
+    max_frames: int | None = None,
+    progress: bool = True,
+    unit: str = "frames",
+) -> AgreementCounts:
+    """``agreement_recall`` over the decoded frames of ``video`` (the first ``max_frames``); frames that do not
+    decode are skipped, and a warning says how many."""
+    from perception.progress import Progress
+    from perception.sources import BadFrame, VideoFileSource
+
+    source = VideoFileSource(video)
+    bad: list[BadFrame] = []
+
+    def decoded():
+        for f in source:
+            if isinstance(f, BadFrame):
+                bad.append(f)
+            else:
+                yield f.image
+
+    bar = Progress(source.expected_frames, enabled=progress, unit=unit)
+    frames = itertools.islice(decoded(), max_frames)
+    counts = agreement_recall(predictor, ensemble, frames, classes, min_agree, match_iou, progress=bar)
+    bar.finish()
+    source.close()
+    if bad:
+        log.warning("%s: %d frames could not be decoded, e.g. %s", video, len(bad), bad[0])
+    return counts
+
+
+def format_agreement(
+    results: dict[str, dict[str, float]],
+    classes: tuple[str, ...],
+    teachers: list[str],
+    min_agree: int,
+    min_score: float,
+    match_iou: float,
+) -> str:
+    """The agreement table: per class and in all, each model's recall and the fraction of frames where it
+    found every agreed object (``AgreementCounts.metrics`` per model name)."""
+    lines = [
+        f"objects that >= {min_agree} of {', '.join(teachers)} box with score >= {min_score}, found at IoU "
+        f">= {match_iou} (recall | frames with all found):",
+        f"{'class':14s}" + "".join(f"{spec[-28:]:>30s}" for spec in results),
+    ]
+    for c in (*classes, None):
+        key = f"agree.recall.{c}" if c else "agree.recall"
+        row = f"{(c or 'all'):14s}"
+        for m in results.values():
+            all_found = m.get(f"agree.frames_all_found.{c}", float("nan")) if c else float("nan")
+            refs = f" of {int(m[f'agree.refs.{c}'])}" if c else ""
+            row += f"{m[key]:>10.3f} | {all_found:5.3f}{refs:>11s}"
+        lines.append(row)
+    return "\n".join(lines)

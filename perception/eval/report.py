@@ -4,6 +4,7 @@ library on the runtime path): precision-recall curves per class, the confusion m
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +138,43 @@ def write_report(
             lines += [f"## Plots: {n}", ""] + [f"![{p}]({(rel / p).as_posix()})" for p in pics] + [""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
+    return path
+
+
+def eval_table_keys(results: dict[str, dict[str, float]]) -> list[str]:
+    """The metrics the eval table shows: every model's keys, in order, of the headline kinds."""
+    prefixes = ("seg.iou.", "seg.dice.", "seg.miou", "seg.hood", "lanes.", "det.map", "det.ap50.")
+    prefixes += ("video.", "speed.fps")
+    return [
+        k
+        for k in dict.fromkeys(k for metrics in results.values() for k in metrics)
+        if k.startswith(prefixes) or k in ("frames", "skipped")
+    ]
+
+
+def metrics_payload(
+    model: str, data: str, split: str, result, setup: dict | None = None, files: dict | None = None
+) -> dict:
+    """The ``metrics.json`` of one model scored on one dataset (``perception eval``, its TuSimple lanes and
+    ``perception fleet eval``): what was scored on what, the metrics (``result``: an ``EvalResult``), the
+    samples skipped and the frames. ``setup`` (how it ran: workers, shard size) goes before the metrics,
+    ``files`` (written beside it: predictions) after them."""
+    return {
+        "model": model,
+        "data": data,
+        "split": split,
+        **(setup or {}),
+        "metrics": result.metrics,
+        **(files or {}),
+        "skipped": result.skipped.examples,
+        "frames": result.frames,
+    }
+
+
+def write_metrics_json(folder: Path, payload: dict) -> Path:
+    """``folder/metrics.json``: ``payload`` as strict JSON (NaN as null)."""
+    path = Path(folder) / "metrics.json"
+    path.write_text(json.dumps(nan_to_null(payload), indent=2) + "\n")
     return path
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -378,3 +379,56 @@ def format_summary(name: str, s: dict) -> str:
             f"height {f(auto['median_height_rel_err'], '.1%')}, hfov {f(auto['median_hfov_err_deg'], '.1f')} deg"
         )
     return "\n".join(lines)
+
+
+def evaluate_scene_sets(
+    datasets: list[tuple[str, Dataset]],
+    models: list[str],
+    camera: str = "truth",
+    max_clips: int | None = None,
+    score_after_s: float = 0.0,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """Fusion of each model (``oracle``: the true masks and boxes; ``default``; a model file) over the clips of
+    every (name, dataset) in ``datasets``: a summary per model, the sets pooled, with each set's own summary
+    under ``per_set`` when there are several. ``camera``: ``truth`` gives fusion each clip's true camera,
+    ``auto`` the self-calibration. ``echo`` gets each summary as it is done (``format_summary``)."""
+    from perception.config import FusionConfig, PipelineConfig
+    from perception.fusion.self_calibration import SelfCalibration
+    from perception.pipeline import build_fuser, build_pipeline
+
+    fusion = FusionConfig()
+    out: dict[str, dict] = {}
+    for name in models:
+        pipeline = None
+        if name != "oracle":
+            cfg = PipelineConfig(model=None if name == "default" else str(Path(name).resolve()))
+            cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, enabled=False))
+            pipeline = build_pipeline(cfg)
+        pooled: SceneMetrics | None = None
+        per_set = {}
+        for spec, dataset in datasets:
+            if pipeline is None:  # the oracle: the truth's own classes
+                classes, perceive = (dataset.det_classes, dataset.seg_classes), None
+            else:
+                classes, perceive = (pipeline.contract.det_classes, pipeline.contract.seg_classes), pipeline
+            if camera == "auto":
+
+                def make_fuser(_true_camera, c=classes):
+                    return build_fuser(fusion, *c, SelfCalibration(), undistorted_frame=False)
+            else:
+
+                def make_fuser(true_camera, c=classes):
+                    return build_fuser(fusion, *c, true_camera, undistorted_frame=False)
+
+            metrics = evaluate_scene(dataset, make_fuser, perceive, max_clips=max_clips, score_after_s=score_after_s)
+            if len(datasets) > 1:
+                per_set[spec] = metrics.summary()
+                echo(format_summary(f"{name} on {spec}", per_set[spec]))
+            pooled = metrics if pooled is None else pooled.merge(metrics)
+        summary = pooled.summary()
+        if per_set:
+            summary["per_set"] = per_set
+        out[name] = summary
+        echo(format_summary(f"{name}, {len(datasets)} sets pooled" if per_set else name, summary))
+    return out

@@ -279,3 +279,56 @@ def _cause(err: BaseException) -> str:
     cause = getattr(err, "cause", None) or err
     text = str(cause).strip().splitlines()
     return text[-1] if text else type(cause).__name__
+
+
+def fleet_scaling(
+    inputs: list[FleetInput],
+    out: str | os.PathLike,
+    config: PipelineConfig,
+    config_file: str | None,
+    counts: list[int],
+    range_frames: int = 100,
+    batch: int = 4,
+    address: str | None = None,
+    threads: int = 1,
+) -> list[tuple[int, int, float, float]]:
+    """The same inputs run with each worker count of ``counts`` (ascending), each into a fresh
+    ``out/workers_<n>``, on one cluster with room for the largest pool: (workers, frames, wall s, frames/s)."""
+    import shutil
+
+    rows = []
+    start_ray(address, max(counts))
+    for n in counts:
+        target = Path(out) / f"workers_{n}"
+        shutil.rmtree(target, ignore_errors=True)  # a fresh run: nothing reused from an earlier one
+        s = run_fleet(
+            inputs,
+            target,
+            config,
+            config_file,
+            workers=n,
+            range_frames=range_frames,
+            batch=batch,
+            address=address,
+            progress=False,
+            threads=threads,
+        )
+        t = s.totals()
+        rows.append((n, t["frames"], s.wall_s, t["frames_per_s"]))
+        log.info("%d worker(s): %d frames in %.1f s, %.1f frames/s", n, t["frames"], s.wall_s, t["frames_per_s"])
+    return rows
+
+
+def format_scaling(rows: list[tuple[int, int, float, float]]) -> str:
+    """The ``fleet_scaling`` table: frames/s, speed-up over the first row and scaling efficiency."""
+    base = rows[0][3] / rows[0][0]
+    lines = [
+        "workers  frames  wall s  frames/s  speed-up  efficiency",
+        "-------  ------  ------  --------  --------  ----------",
+    ]
+    for n, frames, wall, fps in rows:
+        lines.append(
+            f"{n:<7}  {frames:<6}  {wall:<6.1f}  {fps:<8.1f}  {fps / rows[0][3]:<8.2f}  {fps / (n * base):.0%}"
+        )
+    lines.append("efficiency: frames/s ÷ (workers × frames/s of one worker); every worker reserves one CPU")
+    return "\n".join(lines)

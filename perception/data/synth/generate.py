@@ -355,3 +355,22 @@ def write_synth_dataset(
     elapsed = time.perf_counter() - t0
     bar.finish()
     return {"counts": counts, "frames": done, "seconds": round(elapsed, 2), "fps": round(done / elapsed, 2)}
+
+
+def write_montage(out: Path, counts: dict) -> Path | None:
+    """``out/montage.png``: a few frames of a written dataset (8 train, 2 val, 2 clip frames, spread over each
+    split; ``counts``: the report's images per split) with their labels drawn, to look at. None without frames."""
+    from perception.data.folder import FolderDataset
+    from perception.data.overlay import montage
+
+    picks = []
+    for split, k in (("train", 8), ("val", 2), ("clips", 2)):
+        if counts.get(split):
+            ds = FolderDataset(out, split)
+            step = max(1, len(ds) // k)
+            picks += [ds[i] for i in range(0, len(ds), step)[:k]]
+    if not picks:
+        return None
+    path = out / "montage.png"
+    cv2.imwrite(str(path), montage(picks, cols=4, tile_width=400))
+    return path
