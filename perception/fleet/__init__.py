@@ -1,9 +1,10 @@
 """Fleet scale on Ray (``perception fleet run|eval``), in data-flow order:
 
     inputs.py  manifest (CSV / JSON lines), globs, paths or fsspec URLs → FleetInput per video or image folder
-    ranges.py  a video → frame ranges; one range decoded and run through the network → an atomic .npz
+    ranges.py  a video → frame ranges; a range's frames; its .npz file, written atomically
+    worker.py  the Ray actor: one loaded model; a range decoded and run through the network → its .npz
     merge.py   a video's ranges, checked for continuity, → fusion in frame order → results.jsonl + summary
-    run.py     the Ray driver: actor pool (one loaded model each), retries, resume, progress, fleet summary
+    run.py     the Ray driver: actor pool, retries, resume, progress, fleet summary; the scaling table
     evaluate.py  the evaluation of ``perception eval`` sharded over workers, merged exactly
 
 The network is stateless per frame, so ranges of one drive run on many workers at once; fusion (tracking,
