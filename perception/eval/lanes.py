@@ -58,6 +58,7 @@ import numpy as np
 
 from perception.data.tusimple import resample_polyline
 from perception.eval.segmentation import ConfusionMatrix
+from perception.fusion.association import linear_sum_assignment
 
 PIXEL_THRESH = 20.0  # TuSimple: a point matches within 20 label pixels (before the angle correction)
 PT_THRESH = 0.85  # TuSimple: a gt lane is matched when at least 85 % of its rows match
@@ -254,48 +255,10 @@ def max_weight_matching(weights: np.ndarray) -> list[tuple[int, int]]:
     w = np.asarray(weights, np.float64)
     if w.ndim != 2:
         raise ValueError(f"weights must be a 2-D matrix, got shape {list(w.shape)}")
-    if w.size == 0:
-        return []
     if not np.all(np.isfinite(w)):
         raise ValueError("weights must be finite")
-    transposed = w.shape[0] > w.shape[1]
-    cost = -(w.T if transposed else w)  # n <= m rows to assign, minimum cost
-    n, m = cost.shape
-    # Potentials (u for rows, v for columns) and the column -> row assignment, 1-based with 0 a virtual column
-    # (the shortest augmenting path form of the Hungarian algorithm, as in e-maxx / Jonker-Volgenant).
-    u, v = np.zeros(n + 1), np.zeros(m + 1)
-    owner = np.zeros(m + 1, np.int64)
-    way = np.zeros(m + 1, np.int64)
-    for i in range(1, n + 1):
-        owner[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, bool)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            free = ~used[1:]
-            reduced = cost[i0 - 1] - u[i0] - v[1:]
-            better = free & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            cand = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(cand)) + 1
-            delta = cand[j1 - 1]
-            u[owner[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:  # flip the augmenting path
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
-    pairs = [(int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j]]
-    if transposed:
-        pairs = [(c, r) for r, c in pairs]
-    return sorted(pairs)
+    rows, cols = linear_sum_assignment(-w)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True)]
 
 
 def lane_present_points(xs: np.ndarray, h_samples: np.ndarray) -> np.ndarray:
