@@ -164,10 +164,9 @@ class SelfCalibration:
         def good(ln: ImageLine) -> bool:
             return ln.confidence >= MIN_LINE_CONFIDENCE and ln.bend_px() <= MAX_BEND_FRACTION * w
 
-        chords = [LaneLine(*ln.straight_part()) for ln in lines + edges if good(ln)]
-        weights = [ln.confidence for ln in lines + edges if good(ln)]
-        lefts = [(c, wt) for c, wt in zip(chords, weights, strict=True) if c.slope < -MIN_LEAN]
-        rights = [(c, wt) for c, wt in zip(chords, weights, strict=True) if c.slope > MIN_LEAN]
+        chords = [(LaneLine(*ln.straight_part()), ln.confidence) for ln in lines + edges if good(ln)]
+        lefts = [(c, wt) for c, wt in chords if c.slope < -MIN_LEAN]
+        rights = [(c, wt) for c, wt in chords if c.slope > MIN_LEAN]
         crossings, cw = [], []
         for lc, lw in lefts:
             for rc, rw in rights:
@@ -318,15 +317,15 @@ def dash_period_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel
     rows = np.unique(np.asarray(rows, np.int64))
     if len(rows) < 4:
         return None
-    pix = np.stack([line.x_at(rows.astype(np.float64)), rows.astype(np.float64)], 1)
-    x = camera.image_to_ground(pix)[:, 0]
     lo, hi = DASH_RANGE_M
     bins = np.arange(lo, hi + DASH_BIN_M, DASH_BIN_M)
-    # Every bin between seen rows: a row far away covers more than a bin, so mark the span to the next row.
-    row_all = np.arange(int(line.y_range[0]), int(line.y_range[1]) + 1)
-    x_all = camera.image_to_ground(np.stack([line.x_at(row_all.astype(np.float64)), row_all], 1).astype(np.float64))[
-        :, 0
-    ]
+    # Every row of the seen range is projected once: the painted rows read their distance from it, and the
+    # whole range says how much of the road is in view.
+    first, last = int(line.y_range[0]), int(line.y_range[1])
+    all_rows = np.arange(min(first, int(rows[0])), max(last, int(rows[-1])) + 1).astype(np.float64)
+    x_rows = camera.image_to_ground(np.stack([line.x_at(all_rows), all_rows], 1))[:, 0]
+    x = x_rows[rows - int(all_rows[0])]
+    x_all = x_rows[(all_rows >= first) & (all_rows <= last)]
     ok = np.isfinite(x_all)
     if ok.sum() < 4:
         return None
