@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from perception.frames import LANE_SIDES, Lane, Letterbox, SegMap
+from perception.fusion.vanishing_point import LaneLine, intersect
 
 # Segments flatter than this (|dy| / |dx|) are crossing paint (stop lines, zebra stripes), not lane lines.
 MIN_STEEPNESS = 0.12
@@ -249,10 +250,10 @@ def vanishing_row(lines: list[ImageLine], sides: list[str]) -> float | None:
     left, right = named.get("ego_left"), named.get("ego_right")
     if left is None or right is None:
         return None
-    (lm, lk), (rm, rk) = left.straight_part(), right.straight_part()
-    if not lm < 0 < rm:
+    lc, rc = LaneLine(*left.straight_part()), LaneLine(*right.straight_part())
+    if not lc.slope < 0 < rc.slope:
         return None
-    y = (rk - lk) / (lm - rm)
+    _, y = intersect(lc, rc)
     return y if y < min(left.y_range[0], right.y_range[0]) else None
 
 
