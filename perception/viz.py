@@ -9,7 +9,7 @@ import functools
 import cv2
 import numpy as np
 
-from perception.frames import FrameResult, Scene
+from perception.frames import AutoCamera, FrameResult, Scene
 
 # BGR colours by segmentation class name; unknown names get a colour from SEG_FALLBACK.
 SEG_COLORS = {"drivable": (80, 200, 60), "road": (80, 200, 60), "lane": (0, 215, 255)}
@@ -116,24 +116,34 @@ def _draw_scene_layer(out: np.ndarray, scene: Scene, names: tuple[str, ...], thi
     _hud(out, scene)
 
 
-def _hud(out: np.ndarray, scene: Scene) -> None:
+def hud_lines(scene: Scene) -> list[str]:
+    """The HUD's text, top to bottom: the camera's state, the ego lane, then the warnings (upper case)."""
     ego = scene.ego_lane
     lines = []
+    calibrating = isinstance(scene.camera, AutoCamera) and scene.camera.state == "calibrating"
     if scene.camera is None:
-        lines.append("no camera: no lanes or distances")
-    elif ego is None:
+        lines.append("no camera: lanes in the image only, no distances")
+    elif calibrating:
+        lines.append(f"calibrating camera ({scene.camera.confidence:.0%}): no distances yet")
+    if ego is None and scene.camera is not None and not calibrating:
         lines.append("ego lane: not found")
-    else:
+    elif ego is not None:
         side = "left" if ego.offset_m > 0 else "right"
         radius = (
             "straight" if ego.radius_m > 5000 else f"R {ego.radius_m:.0f} m {'L' if ego.curvature_1pm > 0 else 'R'}"
         )
         lines.append(f"offset {abs(ego.offset_m):.2f} m {side}  width {ego.width_m:.2f} m")
         lines.append(f"heading {np.degrees(ego.heading_error_rad):+.1f} deg  {radius}")
+    if isinstance(scene.camera, AutoCamera) and not calibrating:
+        lines.append("camera: estimated from the lanes")
     for w in scene.warnings:
         lines.append(w.replace("_", " ").upper())
+    return lines
+
+
+def _hud(out: np.ndarray, scene: Scene) -> None:
     y = 8
-    for text in lines:
+    for text in hud_lines(scene):
         warn = text.isupper()
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2 if warn else 1)
         cv2.rectangle(out, (6, y), (14 + tw, y + th + base + 6), WARN_COLOR if warn else (0, 0, 0), -1)
