@@ -86,6 +86,12 @@ def add_export(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--name", help="model name in the contract (default: the checkpoint's)")
     p.add_argument("--check-frames", help="image folder or video for the ONNX-vs-PyTorch check (default: noise)")
+    p.add_argument(
+        "--provenance",
+        metavar="FILE.yaml",
+        help="init weights, teachers and datasets with their licences (configs/models/*_provenance.yaml), "
+        "stored in the contract for `perception inspect`",
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -106,6 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_batch=args.max_batch,
         display_score=args.display_score,
+        provenance=args.provenance,
     )
     print(report)
     return 0

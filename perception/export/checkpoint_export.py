@@ -246,6 +246,7 @@ def export_checkpoint(
     precision: str = "fp16",
     max_batch: int = 8,
     display_score: float | None = None,
+    provenance: str | os.PathLike | None = None,
 ) -> str:
     """Export ``checkpoint`` to ``out`` in ``format``, check it, and return a report (text).
 
@@ -261,7 +262,10 @@ def export_checkpoint(
     ``frame_size`` (H, W): whole-frame variant, the graph letterboxes camera frames of that size itself.
     ``display_score``: the host's default threshold (contract ``thresholds.display_score``) when
     ``score_threshold`` is set low to keep the whole ranking for mAP.
-    Raises ModelError when a check fails (the file is still written, for inspection).
+    ``provenance``: a YAML file (``provenance.load_provenance``) naming the model's init weights, teachers and
+    datasets with their licences, stored in the contract as ``extra["provenance"]`` in every format.
+    Raises ConfigError for a bad provenance file (before anything is written), ModelError when a check fails
+    (the file is still written, for inspection).
     """
     if format not in FORMATS:
         raise ModelError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
@@ -269,6 +273,11 @@ def export_checkpoint(
         raise ModelError("--frame-size needs a fused format (onnx, onnx-int8, tensorrt), not onnx-raw")
     if format in ("onnx-int8",) and not calib:
         raise ModelError(f"format {format} needs calibration frames: --calib DATASET_SPEC|VIDEO|IMAGE_DIR")
+    extra = {}
+    if provenance is not None:
+        from perception.export.provenance import load_provenance
+
+        extra["provenance"] = load_provenance(provenance)
     net, contract, _, _, _ = load_net(checkpoint)
     fused = dataclasses.replace(
         contract,
@@ -278,6 +287,7 @@ def export_checkpoint(
         name=name or contract.name,
         frame_size=tuple(frame_size) if frame_size else None,
         version=2 if frame_size else contract.version,
+        extra={**contract.extra, **extra},
     )
     out = Path(out)
     described = (
@@ -288,6 +298,7 @@ def export_checkpoint(
             else ""
         )
         + f", {count_params(net) / 1e6:.2f} M parameters, {count_gflops(net, fused.input_size):.2f} GFLOPs"
+        + (f"; provenance from {provenance}" if provenance is not None else "")
     )
     frames = check_frames_from(check_frames, fused.graph_input_size)
     if format == "tensorrt":
