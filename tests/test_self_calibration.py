@@ -140,6 +140,28 @@ def test_self_calibration_recovers_the_camera_from_driving(pitch, yaw, height, f
     assert first / FPS >= AutoCameraSettings().min_seconds
 
 
+def test_each_frames_dashes_are_read_once_when_unusable_frames_come_between(monkeypatch):
+    """Frames without lines (occlusions, rain) between usable ones must not make the focal estimate count
+    the same dashes again at the next recomputation."""
+    import perception.fusion.self_calibration as sc
+
+    read = []
+
+    def counting(line, rows, cam):
+        read.append(id(line))
+        return 12.0
+
+    monkeypatch.setattr(sc, "dash_period_on_ground", counting)
+    cal = SelfCalibration()
+    usable = 0
+    for k, (seg, t) in enumerate(drive(camera(), 8.0)):
+        lines = find_image_lines(seg, LB, LANE) if k % 4 == 0 else []  # three frames in four see nothing
+        cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t)
+        usable += bool(lines)
+    assert usable >= 15 and len(read) == len(set(read)) > 0
+    assert len(cal._dash_focals) == len(read)
+
+
 def test_a_focal_length_from_metadata_wins_over_the_dashes():
     from perception.camera_metadata import FocalHint
 

@@ -82,6 +82,7 @@ class _Frame:
     vp: tuple[float, float]
     ego: tuple[LaneLine, LaneLine] | None  # the ego lane's two lines (their near chords) when both were seen
     dashes: list[ImageLine]  # dashed ego lines
+    dashes_read: bool = False  # their period went into the focal estimate (each frame counts once)
 
 
 def _weighted_median(values: list[float], weights: list[float]) -> float:
@@ -247,7 +248,10 @@ class SelfCalibration:
         camera: a camera whose focal length is k times too long reads road lengths k times too long, so
         the prior period over the measured one scales the focal length."""
         camera = self._trial_camera(self._focal, vp, self._height or 1.3)
-        for f in list(self._frames)[-RECOMPUTE_EVERY:]:
+        for f in self._frames:
+            if f.dashes_read:
+                continue
+            f.dashes_read = True
             for line in f.dashes:
                 period = dash_period_on_ground(line, line.painted_rows, camera)
                 if period is not None:
