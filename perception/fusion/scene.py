@@ -23,6 +23,7 @@ from perception.camera_model import CameraModel
 from perception.errors import ConfigError
 from perception.frames import AutoCamera, EgoLane, FrameResult, Lane, Scene, SceneObject, Track
 from perception.fusion.ego_lane import LaneFilter
+from perception.fusion.image_lane_hold import ImageLaneHold
 from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
 from perception.fusion.lane_estimator import LaneEstimator
 from perception.fusion.lane_lines import LaneSettings
@@ -169,6 +170,7 @@ class SceneFuser:
         self._frame_size: tuple[int, int] | None = None
         self._lanes: LaneEstimator | None = None
         self._ranges: dict[int, RangeFilter] = {}
+        self.image_hold = ImageLaneHold()
         self._fcw_count = 0
         self._fcw_on = False
 
@@ -183,6 +185,7 @@ class SceneFuser:
         else:
             self.lane_filter.reset()
         self._ranges.clear()
+        self.image_hold.reset()
         self._fcw_count = 0
         self._fcw_on = False
 
@@ -224,6 +227,8 @@ class SceneFuser:
         if self.auto_camera is not None:
             edges = find_road_edges(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
             self.auto_camera.update(lines, sides, result.frame_size, result.timestamp_s, edges)
+        # the calibration measures what this frame shows; the lanes reported also bridge short gaps
+        lines, sides = self.image_hold.update(lines, result.frame_size, result.timestamp_s)
         return image_lanes(lines, sides, result.frame_size)
 
     def check_frame_size(self, frame_size: tuple[int, int]) -> None:
