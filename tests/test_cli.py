@@ -101,6 +101,8 @@ def _plain_onnx(path):
         "unwritable_output",
         "bad_config_key",
         "undistort_without_camera",
+        "score_out_of_range",
+        "negative_threads",
     ],
 )
 def test_bad_input_gives_one_clear_line_and_nonzero_exit(case, capsys, fused_model, video, tmp_path):
@@ -146,6 +148,12 @@ def test_bad_input_gives_one_clear_line_and_nonzero_exit(case, capsys, fused_mod
     elif case == "undistort_without_camera":
         argv += ["--undistort"]
         needle = "undistortion needs a camera file"
+    elif case == "score_out_of_range":
+        argv += ["--score", "1.5"]
+        needle = "command line: 'postprocess.score_threshold' must be in [0, 1], got 1.5"
+    elif case == "negative_threads":
+        argv += ["--threads", "-2"]
+        needle = "command line: 'backend.threads' must be >= 0, got -2"
     code, err = _run(capsys, *argv)
     assert code != 0
     line = (

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from perception.config import PipelineConfig, is_auto_camera, is_no_camera, load_config
+from perception.config import PipelineConfig, check_config, is_auto_camera, is_no_camera, load_config
 from perception.errors import ConfigError
 
 
@@ -64,4 +64,5 @@ def pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | Non
         backend = dataclasses.replace(backend, threads=args.threads)
     model = str(Path(args.model).resolve()) if args.model else config.model
     config = dataclasses.replace(config, model=model, preprocess=pre, postprocess=post, output=out, backend=backend)
-    return config, cfg_file
+    # the preset was checked as it loaded; the options laid over it get the same checks
+    return check_config(config, "command line"), cfg_file
