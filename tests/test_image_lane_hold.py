@@ -35,10 +35,10 @@ def bottoms(lines):
 def test_a_line_missing_for_a_few_frames_is_held_with_lower_confidence_then_dropped():
     hold = ImageLaneHold()
     hold.update([LEFT, RIGHT], FRAME, 0.0)
-    lines, sides = hold.update([RIGHT], FRAME, 0.2)
-    assert bottoms(lines) == [160, 480] and sides == ["ego_left", "ego_right"]
+    lines, sides, held = hold.update([RIGHT], FRAME, 0.2)
+    assert bottoms(lines) == [160, 480] and sides == ["ego_left", "ego_right"] and held == [True, False]
     assert lines[0].confidence == pytest.approx(0.8 * HOLD_CONFIDENCE) and lines[1].confidence == 0.8
-    lines, _ = hold.update([RIGHT], FRAME, HOLD_S + 0.05)
+    lines, _, _ = hold.update([RIGHT], FRAME, HOLD_S + 0.05)
     assert bottoms(lines) == [480]
 
 
@@ -47,18 +47,18 @@ def test_a_line_seen_again_replaces_the_held_one_and_its_clock_restarts():
     hold.update([LEFT, RIGHT], FRAME, 0.0)
     hold.update([RIGHT], FRAME, 0.3)
     moved = line(166)  # seen again a few px away: the same line
-    lines, _ = hold.update([moved, RIGHT], FRAME, 0.4)
+    lines, _, _ = hold.update([moved, RIGHT], FRAME, 0.4)
     assert bottoms(lines) == [166, 480]
-    lines, _ = hold.update([RIGHT], FRAME, 0.4 + HOLD_S - 0.05)  # held from its last sighting, not the first
+    lines, _, _ = hold.update([RIGHT], FRAME, 0.4 + HOLD_S - 0.05)  # held from its last sighting, not the first
     assert bottoms(lines) == [166, 480]
 
 
 def test_when_the_ego_line_drops_out_the_next_line_keeps_its_name():
     hold = ImageLaneHold()
     hold.update([LEFT2, LEFT, RIGHT], FRAME, 0.0)
-    lines, sides = hold.update([LEFT2, RIGHT], FRAME, 0.1)
+    lines, sides, held = hold.update([LEFT2, RIGHT], FRAME, 0.1)
     assert bottoms(lines) == [-150, 160, 480]
-    assert sides == ["next_left", "ego_left", "ego_right"]
+    assert sides == ["next_left", "ego_left", "ego_right"] and held == [False, True, False]
 
 
 def test_a_held_line_that_would_cross_a_seen_one_is_dropped():
@@ -66,7 +66,7 @@ def test_a_held_line_that_would_cross_a_seen_one_is_dropped():
     hold.update([LEFT, RIGHT], FRAME, 0.0)
     # a line seen a little right of where LEFT was, leaning less: the held LEFT would cross it
     crossing = line(215, -0.4)
-    lines, _ = hold.update([crossing, RIGHT], FRAME, 0.1)
+    lines, _, _ = hold.update([crossing, RIGHT], FRAME, 0.1)
     assert bottoms(lines) == [215, 480]
 
 
@@ -74,5 +74,5 @@ def test_reset_forgets_the_lines():
     hold = ImageLaneHold()
     hold.update([LEFT, RIGHT], FRAME, 0.0)
     hold.reset()
-    lines, _ = hold.update([RIGHT], FRAME, 0.1)
+    lines, _, _ = hold.update([RIGHT], FRAME, 0.1)
     assert bottoms(lines) == [480]

@@ -217,3 +217,16 @@ def test_calibrate_auto_refuses_a_video_it_cannot_calibrate_from(fused_model, vi
     code = main(["calibrate", "--auto", str(video), "--model", str(fused_model), "--out", str(out)])
     assert code != 0 and not out.exists()
     assert "did not calibrate" in capsys.readouterr().err
+
+
+def test_the_lane_width_ignores_frames_that_measured_across_two_lanes():
+    """Frames whose dashed ego line was in a gap (or behind a car) named the line beyond it and measured two
+    lanes; on a busy road they can be most frames. The height comes from the narrow cluster."""
+    from perception.fusion.self_calibration import _ego_lane_width
+
+    rng = np.random.default_rng(0)
+    one = rng.normal(1.0, 0.03, 20)
+    assert _ego_lane_width(list(one)) == pytest.approx(1.0, abs=0.02)
+    two = rng.normal(2.0, 0.05, 30)  # three frames in five
+    assert _ego_lane_width(list(np.concatenate([one, two]))) == pytest.approx(1.0, abs=0.02)
+    assert float(np.median(np.concatenate([one, two]))) > 1.9  # what a plain median gives

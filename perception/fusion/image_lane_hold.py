@@ -49,9 +49,10 @@ class ImageLaneHold:
 
     def update(
         self, lines: list[ImageLine], frame_size: tuple[int, int], timestamp_s: float
-    ) -> tuple[list[ImageLine], list[str]]:
+    ) -> tuple[list[ImageLine], list[str], list[bool]]:
         """This frame's ``lines`` plus the recent ones that match none of them, left to right at the bottom
-        row, and their names (``name_image_lines``)."""
+        row; their names (``name_image_lines``: a seen line keeps its place in the order when a line beside
+        it is missing for a moment); and which of them are held rather than seen."""
         h, w = frame_size
         matched = [False] * len(self._held)
         for line in lines:
@@ -67,11 +68,12 @@ class ImageLaneHold:
             and all(self._clear(held.line, line, h, CLEARANCE_FRACTION * w) for line in lines)
         ]
         self._held = [_Held(line, timestamp_s) for line in lines] + kept
-        out = list(lines) + [
-            dataclasses.replace(held.line, confidence=held.line.confidence * HOLD_CONFIDENCE) for held in kept
+        out = [(line, False) for line in lines] + [
+            (dataclasses.replace(held.line, confidence=held.line.confidence * HOLD_CONFIDENCE), True) for held in kept
         ]
-        out.sort(key=lambda ln: float(ln.x_at(h - 1)))
-        return out, name_image_lines(out, frame_size)
+        out.sort(key=lambda pair: float(pair[0].x_at(h - 1)))
+        merged = [line for line, _ in out]
+        return merged, name_image_lines(merged, frame_size), [is_held for _, is_held in out]
 
     @staticmethod
     def _same(a: ImageLine, b: ImageLine, height: int, tol: float) -> bool:

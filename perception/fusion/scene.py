@@ -24,7 +24,7 @@ from perception.errors import ConfigError
 from perception.frames import AutoCamera, EgoLane, FrameResult, Lane, Scene, SceneObject, Track
 from perception.fusion.ego_lane import LaneFilter
 from perception.fusion.image_lane_hold import ImageLaneHold
-from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
+from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes
 from perception.fusion.lane_estimator import LaneEstimator
 from perception.fusion.lane_lines import LaneSettings
 from perception.fusion.self_calibration import SelfCalibration
@@ -222,13 +222,16 @@ class SceneFuser:
 
     def _image_lanes(self, result: FrameResult) -> list[Lane]:
         """Lanes in the image (no camera, or one still calibrating), fed to the self-calibration."""
-        lines = find_image_lines(result.seg, result.letterbox, self.lane_class)
-        sides = name_image_lines(lines, result.frame_size)
+        seen = find_image_lines(result.seg, result.letterbox, self.lane_class)
+        lines, sides, held = self.image_hold.update(seen, result.frame_size, result.timestamp_s)
         if self.auto_camera is not None:
+            # it measures only the lines this frame shows, named with the held ones in the order, so that a
+            # dashed ego line in a gap does not hand its name (and a lane twice as wide) to the next line out
             edges = find_road_edges(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
-            self.auto_camera.update(lines, sides, result.frame_size, result.timestamp_s, edges)
-        # the calibration measures what this frame shows; the lanes reported also bridge short gaps
-        lines, sides = self.image_hold.update(lines, result.frame_size, result.timestamp_s)
+            shown = [(ln, side) for ln, side, h in zip(lines, sides, held, strict=True) if not h]
+            self.auto_camera.update(
+                [ln for ln, _ in shown], [side for _, side in shown], result.frame_size, result.timestamp_s, edges
+            )
         return image_lanes(lines, sides, result.frame_size)
 
     def check_frame_size(self, frame_size: tuple[int, int]) -> None:

@@ -69,6 +69,8 @@ MIN_LEAN = 0.2
 # Rows used to measure the lane width: from this fraction of the way from the vanishing point down to the
 # bottom (near the vanishing point a pixel spans metres of road).
 WIDTH_ROWS = np.linspace(0.4, 1.0, 7)
+# Frames measuring the lane within this factor of the narrower quarter of frames measure the same lane.
+WIDTH_CLUSTER = 1.3
 # The dash pattern is read between these forward distances (nearer: hidden by the bonnet or cut by the
 # frame; farther: a dash is a few rows tall).
 DASH_RANGE_M = (6.0, 36.0)
@@ -232,7 +234,7 @@ class SelfCalibration:
             if len(lateral):
                 widths.append(float(np.median(lateral)))
         if len(widths) >= min(10, self.settings.min_frames):
-            self._height = self.settings.lane_width_m / float(np.median(widths))
+            self._height = self.settings.lane_width_m / _ego_lane_width(widths)
             self._height_source = "lane width"
         else:
             self._height = self.settings.height_m
@@ -298,6 +300,15 @@ class SelfCalibration:
             confidence=float(confidence),
             frames_used=n,
         )
+
+
+def _ego_lane_width(widths: list[float]) -> float:
+    """The ego lane's width (at unit camera height) from the frames' measurements: the median of the
+    narrowest cluster. A frame whose nearer line was not seen names the line beyond it as the ego lane's, and
+    measures one and a half or two lanes; those frames are not the majority, but they would pull the median."""
+    w = np.asarray(widths, np.float64)
+    narrow = w[w <= WIDTH_CLUSTER * np.percentile(w, 25)]
+    return float(np.median(narrow))
 
 
 def _moved(a: CameraModel, b: CameraModel) -> bool:
