@@ -151,8 +151,20 @@ class PostprocessConfig:
 
 
 @dataclass(frozen=True)
+class AutoCameraConfig:
+    """What ``camera: auto`` may be told (perception.fusion.self_calibration); unset keeps its own priors."""
+
+    hfov_deg: Annotated[float, Range(gt=0, lt=180)] | None = None  # the lens's horizontal field of view when
+    # known (a dashcam's spec sheet, for the frame as recorded): it wins over the file's metadata and the dashes
+    lane_width_m: PositiveFloat | None = None  # ego lane width, between line centres, that sets the camera height
+    dash_period_m: PositiveFloat | None = None  # one dash plus one gap of the dashed lines on your roads
+    height_m: PositiveFloat | None = None  # camera height above the road while no frame shows both ego lines
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     enabled: bool = True  # tracking always; lanes in metres and distances need a camera (auto or a file)
+    auto_camera: AutoCameraConfig = field(default_factory=AutoCameraConfig)
     vehicle_width_m: PositiveFloat = 1.8  # ego vehicle, for lane departure and the in-path test
     ldw_trigger_m: float = 0.1  # lane departure warning when a wheel is this close to a line (m; negative: past it)
     ldw_hysteresis_m: NonNegativeFloat = 0.25  # ... and it clears once the wheel is this much further away again

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from perception.camera_model import CameraModel, load_camera
-from perception.config import FusionConfig, PipelineConfig, is_auto_camera, is_no_camera, resolve
+from perception.config import AutoCameraConfig, FusionConfig, PipelineConfig, is_auto_camera, is_no_camera, resolve
 from perception.errors import ConfigError, ModelError
 from perception.frames import Detections, Frame, FrameResult, Letterbox
 from perception.fusion.scene import SceneFuser
-from perception.fusion.self_calibration import SelfCalibration
+from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration
 from perception.postprocess.network_outputs import DetectionSettings, unpack_outputs
 from perception.preprocess import Preprocessor, letterbox_geometry
 from perception.runtime import Backend, backend_for_path, build_backend
@@ -207,7 +207,7 @@ def build_pipeline(
     backend = build_backend(kind, model_path, **kwargs)
     contract = backend.contract
     pc = config.preprocess
-    fused_camera = build_fusion_camera(pc.camera, config_file, media)
+    fused_camera = build_fusion_camera(pc.camera, config_file, media, config.fusion.auto_camera)
     camera = None if isinstance(fused_camera, SelfCalibration) else fused_camera
     preprocessor = Preprocessor(
         input_size=contract.graph_input_size,
@@ -231,13 +231,25 @@ def build_pipeline(
 
 
 def build_fusion_camera(
-    camera: str | None, config_file: str | os.PathLike | None = None, media: str | os.PathLike | None = None
+    camera: str | None,
+    config_file: str | os.PathLike | None = None,
+    media: str | os.PathLike | None = None,
+    auto: AutoCameraConfig | None = None,
 ) -> CameraModel | SelfCalibration | None:
     """The camera a ``preprocess.camera`` value gives fusion: the model of a camera file (relative to
-    ``config_file``), a ``SelfCalibration`` for ``auto`` (its focal length from the metadata of ``media``, the
-    video or image folder it will run on, where that has one), or None for ``none``."""
+    ``config_file``), a ``SelfCalibration`` for ``auto`` (with what ``auto`` (``fusion.auto_camera``) tells
+    it, and its focal length from the metadata of ``media``, the video or image folder it will run on, where
+    that has one), or None for ``none``."""
     if is_auto_camera(camera):
-        return SelfCalibration(focal_hint=_focal_hint(media))
+        auto = auto or AutoCameraConfig()
+        given = {
+            "known_hfov_deg": auto.hfov_deg,
+            "lane_width_m": auto.lane_width_m,
+            "dash_period_m": auto.dash_period_m,
+            "height_m": auto.height_m,
+        }
+        settings = AutoCameraSettings(**{k: v for k, v in given.items() if v is not None})
+        return SelfCalibration(settings, focal_hint=_focal_hint(media))
     if is_no_camera(camera):
         return None
     return load_camera(resolve(camera, config_file))

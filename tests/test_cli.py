@@ -103,6 +103,7 @@ def _plain_onnx(path):
         "undistort_without_camera",
         "score_out_of_range",
         "negative_threads",
+        "field_of_view_out_of_range",
     ],
 )
 def test_bad_input_gives_one_clear_line_and_nonzero_exit(case, capsys, fused_model, video, tmp_path):
@@ -154,6 +155,9 @@ def test_bad_input_gives_one_clear_line_and_nonzero_exit(case, capsys, fused_mod
     elif case == "negative_threads":
         argv += ["--threads", "-2"]
         needle = "command line: 'backend.threads' must be >= 0, got -2"
+    elif case == "field_of_view_out_of_range":
+        argv += ["--hfov", "190"]
+        needle = "command line: 'fusion.auto_camera.hfov_deg' must be in (0, 180), got 190.0"
     code, err = _run(capsys, *argv)
     assert code != 0
     line = (
@@ -196,3 +200,14 @@ def test_real_process_prints_one_line_and_exit_code(tmp_path, fused_model):
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'bad.mp4'}: not a video OpenCV can decode (no video stream found)"
     ]
+
+
+def test_hfov_on_the_command_line_tells_camera_auto_the_lens(tmp_path):
+    from perception.cli import build_parser
+    from perception.cli.options import pipeline_config
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("fusion:\n  auto_camera:\n    lane_width_m: 3.3\n")
+    args = build_parser().parse_args(["run", "clip.mp4", "--config", str(preset), "--hfov", "100"])
+    config, _ = pipeline_config(args)
+    assert config.fusion.auto_camera.hfov_deg == 100 and config.fusion.auto_camera.lane_width_m == 3.3

@@ -510,3 +510,20 @@ def test_scene_metrics_merge_pools_errors():
     assert s["distance"]["by_range"]["60m+"]["n"] == 1
     assert (m.lane_tp, m.frames, m.clips) == (5, 12, 2)
     assert a.offset_err == [0.1, -0.3] and dict(a.dist_rel_err) == {0: [0.01]}  # inputs unchanged
+
+
+def test_scene_eval_auto_hfov_tells_the_self_calibration_the_true_field_of_view(tmp_path, capsys):
+    """--camera auto-hfov: the clip's own lens is given, as `perception run --hfov` gives it, so the field of
+    view is exact once calibrated and only pitch, yaw and height are estimated."""
+    import json
+
+    from perception.cli import main
+    from perception.data.synth.generate import SynthOptions, write_synth_dataset
+
+    write_synth_dataset(tmp_path / "s", n=0, clips=1, clip_frames=120, seed=2, opts=SynthOptions(size=(480, 270)))
+    out = tmp_path / "scene.json"
+    argv = ["scene-eval", "--data", f"synthetic:{tmp_path / 's'}", "--camera", "auto-hfov", "--json", str(out)]
+    assert main(argv) == 0
+    auto = json.loads(out.read_text())["oracle"]["auto_camera"]
+    assert auto["calibrated_fraction"] > 0, capsys.readouterr().out
+    assert auto["median_hfov_err_deg"] == pytest.approx(0.0, abs=1e-6)

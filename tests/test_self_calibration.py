@@ -177,6 +177,38 @@ def test_a_focal_length_from_metadata_wins_over_the_dashes():
     assert cal.camera.K[0, 0] == pytest.approx(420.0, rel=1e-6)
 
 
+def test_a_field_of_view_the_user_gives_wins_over_metadata_and_dashes():
+    from perception.camera_metadata import FocalHint
+
+    cam = camera(focal=420.0)
+    hint = FocalHint(hfov_deg=90.0, source="exif:Test", raw_value=0.0, image_size_wh=(W, H))
+    given = math.degrees(2 * math.atan(W / 2 / 400.0))
+    cal = SelfCalibration(AutoCameraSettings(known_hfov_deg=given), focal_hint=hint)
+    for seg, t in drive(cam, 8.0):
+        lines = find_image_lines(seg, LB, LANE)
+        cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t)
+    assert cal.state.focal_source == "given" and cal.state.hfov_deg == pytest.approx(given)
+    assert cal.camera.K[0, 0] == pytest.approx(400.0, rel=1e-6)
+
+
+def test_the_preset_tells_camera_auto_its_priors(tmp_path):
+    from perception.config import load_config
+    from perception.pipeline import build_fusion_camera
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("fusion:\n  auto_camera:\n    hfov_deg: 120\n    lane_width_m: 3.25\n    dash_period_m: 9\n")
+    cfg = load_config(preset)
+    cal = build_fusion_camera("auto", str(preset), None, cfg.fusion.auto_camera)
+    s = cal.settings
+    assert (s.known_hfov_deg, s.lane_width_m, s.dash_period_m, s.height_m) == (
+        120,
+        3.25,
+        9,
+        AutoCameraSettings().height_m,
+    )
+    assert build_fusion_camera("auto").settings == AutoCameraSettings()
+
+
 def test_no_usable_lines_keeps_calibrating_and_a_curve_is_not_used():
     cam = camera()
     cal = SelfCalibration()

@@ -45,6 +45,12 @@ def add_calibrate(sub, common: argparse.ArgumentParser) -> None:
         type=float,
         help="ego lane width (default: 3.7, US highway, with --mounting; 3.6, camera: auto's prior, with --auto)",
     )
+    p.add_argument(
+        "--hfov",
+        type=float,
+        metavar="DEG",
+        help="with --auto: the lens's horizontal field of view when known (spec sheet); the rest from the video",
+    )
     p.add_argument("--frames", type=int, default=100, help="frames spread over the video to use (default 100)")
     p.add_argument("--note", help="a remark for the YAML's header comment (e.g. where the video comes from)")
     p.set_defaults(func=cmd_calibrate)
@@ -124,7 +130,7 @@ def _calibrate_mounting(args: argparse.Namespace, name: str) -> int:
 def _calibrate_auto(args: argparse.Namespace, name: str) -> int:
     """calibrate --auto VIDEO: the self-calibration over a video, saved as a camera file for reuse."""
     from perception.calibration import auto_header, auto_summary, calibrate_auto, write_camera_yaml
-    from perception.config import PipelineConfig, load_config
+    from perception.config import PipelineConfig, check_config, load_config
     from perception.pipeline import build_pipeline
 
     if args.images or args.mounting or args.camera:
@@ -134,7 +140,10 @@ def _calibrate_auto(args: argparse.Namespace, name: str) -> int:
     config = dataclasses.replace(
         config, preprocess=pre, model=str(Path(args.model).resolve()) if args.model else config.model
     )
-    pipeline = build_pipeline(config, args.config, media=args.auto)
+    if args.hfov is not None:
+        auto = dataclasses.replace(config.fusion.auto_camera, hfov_deg=args.hfov)
+        config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, auto_camera=auto))
+    pipeline = build_pipeline(check_config(config, "command line"), args.config, media=args.auto)
     camera, state, frames = calibrate_auto(args.auto, pipeline, args.max_frames, args.lane_width_m)
     summary = auto_summary(state, frames)
     if camera is None:

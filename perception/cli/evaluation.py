@@ -30,9 +30,10 @@ def add_scene_eval(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-clips", type=int, help="stop after this many clips")
     p.add_argument(
         "--camera",
-        choices=("truth", "auto"),
+        choices=("truth", "auto", "auto-hfov"),
         default="truth",
-        help="truth: fusion gets each clip's true camera (default); auto: it calibrates itself from the lanes",
+        help="truth: fusion gets each clip's true camera (default); auto: it calibrates itself from the lanes; "
+        "auto-hfov: the same, told each clip's true field of view (as --hfov tells perception run)",
     )
     p.add_argument(
         "--score-after", type=float, default=0.0, help="score only frames this many seconds into each clip (default 0)"

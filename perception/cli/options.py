@@ -58,6 +58,9 @@ def pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | Non
         out = dataclasses.replace(out, video=False)
     if getattr(args, "no_fusion", False):
         config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, enabled=False))
+    if getattr(args, "hfov", None) is not None:
+        auto = dataclasses.replace(config.fusion.auto_camera, hfov_deg=args.hfov)
+        config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, auto_camera=auto))
     if args.backend:
         backend = dataclasses.replace(backend, name=args.backend)
     if args.threads is not None:

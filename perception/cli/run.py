@@ -31,6 +31,12 @@ def add_run(sub, common: argparse.ArgumentParser) -> None:
         "--camera",
         help="camera YAML (intrinsics, distortion, mounting): lanes in metres, distances, TTC; see calibrate",
     )
+    p.add_argument(
+        "--hfov",
+        type=float,
+        metavar="DEG",
+        help="camera: auto: the lens's horizontal field of view when known (spec sheet); sets the focal length",
+    )
     p.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances (boxes and masks only)")
     p.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
     p.add_argument("--roi", type=parse_roi, help="region of interest x,y,w,h in frame pixels")

@@ -392,9 +392,10 @@ def evaluate_scene_sets(
     """Fusion of each model (``oracle``: the true masks and boxes; ``default``; a model file) over the clips of
     every (name, dataset) in ``datasets``: a summary per model, the sets pooled, with each set's own summary
     under ``per_set`` when there are several. ``camera``: ``truth`` gives fusion each clip's true camera,
-    ``auto`` the self-calibration. ``echo`` gets each summary as it is done (``format_summary``)."""
+    ``auto`` the self-calibration, ``auto-hfov`` the self-calibration told the clip's true field of view.
+    ``echo`` gets each summary as it is done (``format_summary``)."""
     from perception.config import FusionConfig, PipelineConfig
-    from perception.fusion.self_calibration import SelfCalibration
+    from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration
     from perception.pipeline import build_fuser, build_pipeline
 
     fusion = FusionConfig()
@@ -416,6 +417,12 @@ def evaluate_scene_sets(
 
                 def make_fuser(_true_camera, c=classes):
                     return build_fuser(fusion, *c, SelfCalibration(), undistorted_frame=False)
+            elif camera == "auto-hfov":
+
+                def make_fuser(true_camera, c=classes):
+                    hfov = math.degrees(2 * math.atan(true_camera.image_size[0] / 2 / true_camera.K[0, 0]))
+                    settings = AutoCameraSettings(known_hfov_deg=hfov)
+                    return build_fuser(fusion, *c, SelfCalibration(settings), undistorted_frame=False)
             else:
 
                 def make_fuser(true_camera, c=classes):

@@ -98,7 +98,7 @@ def merge_drive(
         camera = load_camera(item.camera)
     else:  # a remote drive gives camera: auto no focal length from its metadata (it is not fetched for that)
         media = None if item.is_remote else local_copy(item, cache_dir or str(drive))
-        camera = build_fusion_camera(config.preprocess.camera, config_file, media)
+        camera = build_fusion_camera(config.preprocess.camera, config_file, media, config.fusion.auto_camera)
     fuser = (
         build_fuser(config.fusion, det_classes, seg_classes, camera, config.preprocess.undistort)
         if config.fusion.enabled

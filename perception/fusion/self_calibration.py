@@ -47,6 +47,8 @@ class AutoCameraSettings:
         window_frames: the estimate is the median over the last this many usable frames.
         max_spread_deg: the vanishing point's spread (MAD, as an angle) above which the run keeps calibrating.
         min_dash_frames: frames with a measured dash period before the dashes set the focal length.
+        known_hfov_deg: the lens's horizontal field of view when the user knows it (a spec sheet); it wins
+            over the file's metadata, the dashes and the prior (``focal_source: given``).
     """
 
     hfov_deg: float = 70.0
@@ -58,6 +60,7 @@ class AutoCameraSettings:
     window_frames: int = 900
     max_spread_deg: float = 0.8
     min_dash_frames: int = 15
+    known_hfov_deg: float | None = None
 
 
 # A line takes part when it is this confident, bends less than this fraction of the frame width between
@@ -153,6 +156,9 @@ class SelfCalibration:
             self._recompute()
 
     def _initial_focal(self, width: int) -> float:
+        if self.settings.known_hfov_deg is not None:
+            self._focal_source = "given"
+            return _focal_px(self.settings.known_hfov_deg, width)
         if self.focal_hint is not None:
             self._focal_source = f"metadata:{self.focal_hint.source}"
             return _focal_px(self.focal_hint.hfov_deg, width)
@@ -215,7 +221,7 @@ class SelfCalibration:
         self._since_recompute = 0
         h, w = self._frame_size
         vp = self._vanishing_point()
-        if self.focal_hint is None and self.settings.dash_period_m is not None:
+        if self._focal_source in ("prior", "dashes") and self.settings.dash_period_m is not None:
             self._measure_dashes(vp)
             if len(self._dash_focals) >= self.settings.min_dash_frames:
                 self._focal = float(np.median(self._dash_focals))
