@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from perception.cli.options import pipeline_config
+from perception.cli.options import add_hfov_option, pipeline_config
 from perception.errors import ConfigError
 
 log = logging.getLogger("perception")
@@ -31,6 +31,7 @@ def add_fleet(sub, common: argparse.ArgumentParser) -> None:
     )
     run_opts.add_argument("--config", help="pipeline preset YAML")
     run_opts.add_argument("--camera", help="camera YAML: lanes in metres, distances, TTC")
+    add_hfov_option(run_opts)
     run_opts.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances")
     run_opts.add_argument("--range-frames", type=int, default=100, help="frames per task (default 100)")
     run_opts.add_argument("--batch", type=int, default=4, help="frames per network call (default 4)")

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from perception.cli.options import parse_roi, pipeline_config
+from perception.cli.options import add_hfov_option, parse_roi, pipeline_config
 
 
 def _live_options() -> argparse.ArgumentParser:
@@ -27,6 +27,7 @@ def _live_options() -> argparse.ArgumentParser:
     opts.add_argument("--backend", choices=["auto", "onnxruntime", "torch", "tensorrt"], help="inference backend")
     opts.add_argument("--threads", type=int, help="inference threads (0 = one per core)")
     opts.add_argument("--camera", help="camera YAML: lanes in metres, distances, TTC")
+    add_hfov_option(opts)
     opts.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances")
     opts.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
     opts.add_argument("--roi", type=parse_roi, help="region of interest x,y,w,h in frame pixels")

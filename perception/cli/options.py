@@ -38,6 +38,15 @@ def parse_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def add_hfov_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hfov",
+        type=float,
+        metavar="DEG",
+        help="camera: auto: the lens's horizontal field of view when known (spec sheet); sets the focal length",
+    )
+
+
 def pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | None]:
     """The preset (if any) with command-line options laid over it (run, camera, soak, fleet run and scale)."""
     config = load_config(args.config) if args.config else PipelineConfig()

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from perception.cli.options import parse_roi, pipeline_config
+from perception.cli.options import add_hfov_option, parse_roi, pipeline_config
 
 log = logging.getLogger("perception")
 
@@ -31,12 +31,7 @@ def add_run(sub, common: argparse.ArgumentParser) -> None:
         "--camera",
         help="camera YAML (intrinsics, distortion, mounting): lanes in metres, distances, TTC; see calibrate",
     )
-    p.add_argument(
-        "--hfov",
-        type=float,
-        metavar="DEG",
-        help="camera: auto: the lens's horizontal field of view when known (spec sheet); sets the focal length",
-    )
+    add_hfov_option(p)
     p.add_argument("--no-fusion", action="store_true", help="no tracking, lanes or distances (boxes and masks only)")
     p.add_argument("--undistort", action="store_true", help="undistort frames with --camera")
     p.add_argument("--roi", type=parse_roi, help="region of interest x,y,w,h in frame pixels")
