@@ -88,7 +88,7 @@ def test_int8_export_keeps_the_provenance(capsys, checkpoint, tmp_path):
         ({"teachers": [{"name": "PP-PicoDet-XS"}]}, "'teachers[0]' (PP-PicoDet-XS) has no 'licence'"),
         ({"init": [{"name": "a", "license": "MIT"}]}, "'init[0]' (a) has no 'licence' (spelt 'licence', not"),
         ({"datasets": [{"licence": "MIT"}]}, "'datasets[0]' has no 'name'"),
-        ({"datasets": [{"name": "a", "licence": "MIT", "frames": 367}]}, "'datasets[0].frames' must be a non-empty"),
+        ({"datasets": [{"name": "a", "licence": "MIT", "frames": True}]}, "'datasets[0].frames' must be a non-empty"),
         ({"datasets": [{"name": "a", "licence": ""}]}, "'datasets[0].licence' must be a non-empty string"),
         ({"datasets": {"name": "a", "licence": "MIT"}}, "'datasets' must be a list of mappings, got dict"),
         ({"teachers": ["YOLOX-Nano"]}, "'teachers[0]' must be a mapping with name and licence, got 'YOLOX-Nano'"),
@@ -124,3 +124,8 @@ def test_the_shipped_models_provenance_loads():
     licences = {e["name"]: e["licence"] for e in prov["datasets"]}
     assert licences["CamVid"] == "CC BY-NC 4.0" and "non-commercial" in prov["use"]
     assert set(licences) == {"synthetic world", "CamVid", "Udacity CarND highway frames"}
+
+
+def test_counts_may_be_written_as_numbers_and_are_kept_as_text(tmp_path):
+    path = _write(tmp_path / "p.yaml", {"datasets": [{"name": "CamVid", "licence": "CC BY-NC 4.0", "frames": 367}]})
+    assert load_provenance(path)["datasets"][0]["frames"] == "367"

@@ -78,8 +78,13 @@ def _entries(value: Any, section: str, source: str) -> list[dict[str, str]]:
                 # the licence field is spelt the British way; say so rather than only "missing"
                 hint = " (spelt 'licence', not 'license')" if key == "licence" and "license" in entry else ""
                 raise ConfigError(f"{source}: '{where}'{named} has no '{key}'{hint}")
-        entries.append({str(k): _text(v, f"{where}.{k}", source) for k, v in entry.items()})
+        entries.append({str(k): _text(_count(v), f"{where}.{k}", source) for k, v in entry.items()})
     return entries
+
+
+def _count(value: Any) -> Any:
+    """A number (``frames: 367``) is kept as its text; everything in the block is text."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def _text(value: Any, key: str, source: str) -> str:
