@@ -119,6 +119,11 @@ class CameraModel:
         """float64 [k] distortion coefficients."""
         return np.array(self.dist_coeffs, dtype=np.float64)
 
+    @property
+    def hfov_deg(self) -> float:
+        """Horizontal field of view of the pinhole (degrees): the image width over the focal length."""
+        return math.degrees(2 * math.atan(self.image_size[0] / 2 / self.camera_matrix[0][0]))
+
     def scaled_to(self, width: int, height: int) -> CameraModel:
         """The same camera at another resolution of the same aspect ratio (intrinsics scale, distortion not).
 

@@ -9,6 +9,7 @@ import dataclasses
 import shlex
 from pathlib import Path
 
+from perception.cli.options import with_hfov
 from perception.errors import ConfigError, InputError
 
 
@@ -140,10 +141,8 @@ def _calibrate_auto(args: argparse.Namespace, name: str) -> int:
     config = dataclasses.replace(
         config, preprocess=pre, model=str(Path(args.model).resolve()) if args.model else config.model
     )
-    if args.hfov is not None:
-        auto = dataclasses.replace(config.fusion.auto_camera, hfov_deg=args.hfov)
-        config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, auto_camera=auto))
-    pipeline = build_pipeline(check_config(config, "command line"), args.config, media=args.auto)
+    config = check_config(with_hfov(config, args.hfov), "command line")
+    pipeline = build_pipeline(config, args.config, media=args.auto)
     camera, state, frames = calibrate_auto(args.auto, pipeline, args.max_frames, args.lane_width_m)
     summary = auto_summary(state, frames)
     if camera is None:

@@ -47,6 +47,14 @@ def add_hfov_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def with_hfov(config: PipelineConfig, hfov_deg: float | None) -> PipelineConfig:
+    """``config`` with ``--hfov`` (when given) as ``fusion.auto_camera.hfov_deg``."""
+    if hfov_deg is None:
+        return config
+    auto = dataclasses.replace(config.fusion.auto_camera, hfov_deg=hfov_deg)
+    return dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, auto_camera=auto))
+
+
 def pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | None]:
     """The preset (if any) with command-line options laid over it (run, camera, soak, fleet run and scale)."""
     config = load_config(args.config) if args.config else PipelineConfig()
@@ -67,9 +75,7 @@ def pipeline_config(args: argparse.Namespace) -> tuple[PipelineConfig, str | Non
         out = dataclasses.replace(out, video=False)
     if getattr(args, "no_fusion", False):
         config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, enabled=False))
-    if getattr(args, "hfov", None) is not None:
-        auto = dataclasses.replace(config.fusion.auto_camera, hfov_deg=args.hfov)
-        config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, auto_camera=auto))
+    config = with_hfov(config, getattr(args, "hfov", None))
     if args.backend:
         backend = dataclasses.replace(backend, name=args.backend)
     if args.threads is not None:

@@ -258,8 +258,7 @@ def _score_auto_camera(m: SceneMetrics, truth: CameraModel, est: AutoCamera) -> 
     m.pitch_err_deg.append(est.pitch_deg - mt.pitch_deg)
     m.yaw_err_deg.append(est.yaw_deg - mt.yaw_deg)
     m.height_rel_err.append(est.height_m / mt.height_m - 1)
-    w = truth.image_size[0]
-    m.hfov_err_deg.append(est.hfov_deg - math.degrees(2 * math.atan(w / 2 / truth.K[0, 0])))
+    m.hfov_err_deg.append(est.hfov_deg - truth.hfov_deg)
 
 
 def _score_lanes(m: SceneMetrics, meta: dict, scene) -> None:
@@ -394,9 +393,9 @@ def evaluate_scene_sets(
     under ``per_set`` when there are several. ``camera``: ``truth`` gives fusion each clip's true camera,
     ``auto`` the self-calibration, ``auto-hfov`` the self-calibration told the clip's true field of view.
     ``echo`` gets each summary as it is done (``format_summary``)."""
-    from perception.config import FusionConfig, PipelineConfig
-    from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration
-    from perception.pipeline import build_fuser, build_pipeline
+    from perception.config import AutoCameraConfig, FusionConfig, PipelineConfig
+    from perception.fusion.self_calibration import SelfCalibration
+    from perception.pipeline import build_fuser, build_fusion_camera, build_pipeline
 
     fusion = FusionConfig()
     out: dict[str, dict] = {}
@@ -420,9 +419,9 @@ def evaluate_scene_sets(
             elif camera == "auto-hfov":
 
                 def make_fuser(true_camera, c=classes):
-                    hfov = math.degrees(2 * math.atan(true_camera.image_size[0] / 2 / true_camera.K[0, 0]))
-                    settings = AutoCameraSettings(known_hfov_deg=hfov)
-                    return build_fuser(fusion, *c, SelfCalibration(settings), undistorted_frame=False)
+                    # what `perception run --hfov` gives the self-calibration
+                    told = build_fusion_camera("auto", auto=AutoCameraConfig(hfov_deg=true_camera.hfov_deg))
+                    return build_fuser(fusion, *c, told, undistorted_frame=False)
             else:
 
                 def make_fuser(true_camera, c=classes):
