@@ -408,6 +408,40 @@ def test_seg_loss_hand_computed_ce() -> None:
         assert parts["seg_ce"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_seg_loss_hard_pixels_hand_computed() -> None:
+    # the 2x2 case above, lane labelled: weighted pixel losses 1*log3, 2*log2, 5*log3 (one pixel ignored)
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, :, 0, 1] = torch.tensor([0.0, math.log(2.0), 0.0])
+    seg = torch.tensor([[[0, 1], [2, IGNORE]]])
+    t = _targets(seg, lane_labelled=[True])
+    w = (1.0, 2.0, 5.0)
+    plain, _ = seg_loss(logits, t, class_weights=w, dice_weight=0.0)
+    same, _ = seg_loss(logits, t, class_weights=w, dice_weight=0.0, hard_frac=1.0)
+    assert float(same) == pytest.approx(float(plain), abs=1e-7)
+    # half of 3 valid pixels rounds up to 2: the lane pixel and the drivable one
+    half, _ = seg_loss(logits, t, class_weights=w, dice_weight=0.0, hard_frac=0.5)
+    assert float(half) == pytest.approx((5.0 * math.log(3) + 2.0 * math.log(2)) / 7.0, abs=1e-6)
+    third, _ = seg_loss(logits, t, class_weights=w, dice_weight=0.0, hard_frac=0.3)
+    assert float(third) == pytest.approx(math.log(3), abs=1e-6)
+
+
+def test_seg_loss_hard_pixels_train_only_the_hard_ones() -> None:
+    logits = torch.zeros(1, 3, 1, 4)
+    logits[0, 0] = torch.tensor([4.0, 3.0, -1.0, 0.0])  # all background: pixels 2 and 3 are the hard ones
+    logits.requires_grad_(True)
+    t = _targets(torch.zeros(1, 1, 4, dtype=torch.long))
+    loss, _ = seg_loss(logits, t, dice_weight=0.0, hard_frac=0.5)
+    loss.backward()
+    moved = logits.grad.abs().sum(1)[0, 0]
+    assert (moved[:2] == 0).all() and (moved[2:] > 0).all()
+
+
+@pytest.mark.parametrize("frac", [0.0, -0.1, 1.5])
+def test_seg_loss_hard_frac_out_of_range(frac: float) -> None:
+    with pytest.raises(ValueError, match="hard_frac"):
+        seg_loss(torch.zeros(1, 3, 1, 1), _targets(torch.zeros(1, 1, 1, dtype=torch.long)), hard_frac=frac)
+
+
 def test_seg_loss_ignored_pixels_do_not_matter() -> None:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 6, 6, generator=g)

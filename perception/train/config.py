@@ -130,6 +130,8 @@ class LossConfig:
     det_weight: NonNegativeFloat = 1.0
     seg_class_weights: tuple[NonNegativeFloat, ...] = (1.0, 1.0, 3.0)  # background, drivable, lane (thin paint)
     dice_weight: NonNegativeFloat = 1.0
+    # share of pixels the segmentation cross-entropy averages over, hardest first (1.0: all of them)
+    seg_hard_frac: Annotated[float, Range(gt=0, le=1)] = 1.0
     box_loss: BoxLoss = "giou"  # perception.train.losses.BOX_LOSSES
     cls_loss: ClsLoss = "bce"  # perception.train.losses.CLS_LOSSES (qfl: quality focal)
     box_weight: NonNegativeFloat = 2.5

@@ -525,6 +525,7 @@ def train(cfg: TrainConfig, config_file: str | None = None, resume: bool = False
         det_weight=lc.det_weight,
         seg_class_weights=lc.seg_class_weights,
         dice_weight=lc.dice_weight,
+        seg_hard_frac=lc.seg_hard_frac,
     )
 
     # where to start: epoch, batch within it, what the epoch has logged so far, the generators' states

@@ -1,7 +1,11 @@
 """Training losses of the multi-task network, with partial labels.
 
 Segmentation: pixel cross-entropy (ignore index honoured, class weights for the thin lane class) + soft
-Dice. A sample whose lane paint is not labelled (``lane_labelled`` False, e.g. CamVid, where paint is part
+Dice. With ``hard_frac`` < 1 the cross-entropy is averaged over only the hardest pixels of the batch
+(online hard example mining): a dark bonnet called road or a far dash missed are a few pixels among
+hundreds of thousands of easy ones, and the plain mean lets them starve.
+
+A sample whose lane paint is not labelled (``lane_labelled`` False, e.g. CamVid, where paint is part
 of Road) is scored on "road surface" = drivable or lane: its drivable pixels take the log of
 p(drivable) + p(lane), so the network is never taught that paint is not lane; pixels it marks as lane
 (auto-labelled positives) still count as lane.
@@ -17,6 +21,7 @@ Both are normalised over the whole batch (not averaged per image), and the total
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,10 +66,17 @@ def seg_loss(
     *,
     class_weights: Sequence[float] | None = None,
     dice_weight: float = 1.0,
+    hard_frac: float = 1.0,
     drivable: int = 1,
     lane: int = 2,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy + Dice on samples with masks; returns (loss, parts). Zero when no sample has a mask."""
+    """Cross-entropy + Dice on samples with masks; returns (loss, parts). Zero when no sample has a mask.
+
+    ``hard_frac``: the share of valid pixels (those with the highest weighted loss) the cross-entropy
+    averages over; 1.0 is the plain weighted mean.
+    """
+    if not 0.0 < hard_frac <= 1.0:
+        raise ValueError(f"hard_frac must be in (0, 1], got {hard_frac}")
     keep = t.has_seg
     if not bool(keep.any()):
         return logits.sum() * 0.0, {"seg_ce": 0.0, "seg_dice": 0.0}
@@ -82,7 +94,14 @@ def seg_loss(
     picked = torch.where(merge, surface, picked)
     w = torch.ones(s, device=logits.device) if class_weights is None else logits.new_tensor(class_weights)
     pix_w = w[tgt] * valid
-    ce = -(picked * pix_w).sum() / pix_w.sum().clamp(min=1.0)
+    pix_loss = -picked * pix_w
+    if hard_frac < 1.0:
+        n_valid = int(valid.sum())
+        k = max(1, math.ceil(hard_frac * n_valid)) if n_valid else 0
+        hard = torch.topk(pix_loss.flatten(), k).indices if k else pix_loss.new_zeros(0, dtype=torch.long)
+        ce = pix_loss.flatten()[hard].sum() / pix_w.flatten()[hard].sum().clamp(min=1e-6)
+    else:
+        ce = pix_loss.sum() / pix_w.sum().clamp(min=1.0)
 
     prob = logp.exp()
     dice_terms = []
@@ -231,14 +250,22 @@ class MultiTaskLoss:
         det_weight: float = 1.0,
         seg_class_weights: Sequence[float] | None = None,
         dice_weight: float = 1.0,
+        seg_hard_frac: float = 1.0,
     ):
         self.det_loss = det_loss
+        self.seg_hard_frac = seg_hard_frac
         self.seg_weight, self.det_weight = seg_weight, det_weight
         self.seg_class_weights = seg_class_weights
         self.dice_weight = dice_weight
 
     def __call__(self, out: MultiTaskOutput, t: Targets) -> tuple[torch.Tensor, dict[str, float]]:
-        ls, parts_s = seg_loss(out.seg_logits, t, class_weights=self.seg_class_weights, dice_weight=self.dice_weight)
+        ls, parts_s = seg_loss(
+            out.seg_logits,
+            t,
+            class_weights=self.seg_class_weights,
+            dice_weight=self.dice_weight,
+            hard_frac=self.seg_hard_frac,
+        )
         ld, parts_d = self.det_loss(out, t)
         total = self.seg_weight * ls + self.det_weight * ld
         return total, {
