@@ -147,11 +147,11 @@ def test_each_frames_dashes_are_read_once_when_unusable_frames_come_between(monk
 
     read = []
 
-    def counting(line, rows, cam):
+    def counting(line, rows, cam, scale=1.0):
         read.append(id(line))
-        return 12.0
+        return np.array([1.0, -1.0, 1.0, -1.0])
 
-    monkeypatch.setattr(sc, "dash_period_on_ground", counting)
+    monkeypatch.setattr(sc, "dash_profile_on_ground", counting)
     cal = SelfCalibration()
     usable = 0
     for k, (seg, t) in enumerate(drive(camera(), 8.0)):
@@ -159,7 +159,7 @@ def test_each_frames_dashes_are_read_once_when_unusable_frames_come_between(monk
         cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t)
         usable += bool(lines)
     assert usable >= 15 and len(read) == len(set(read)) > 0
-    assert len(cal._dash_focals) == len(read)
+    assert cal._dashes.frames == len(read)
 
 
 def test_a_focal_length_from_metadata_wins_over_the_dashes():

@@ -5,7 +5,8 @@ lines. What it assumes (the priors) and how it measures:
 
 - intrinsics: a pinhole with the principal point at the image centre, no lens distortion; the focal length
   from the file's metadata when it has one, else from the lane dashes (their period on the road is a
-  prior: 12 m, the US 40 ft cycle), else from a dashcam field-of-view prior (70 degrees horizontal);
+  prior: 12 m, the US 40 ft cycle; read from the autocorrelation of the paint along the road, pooled over
+  frames), else from a dashcam field-of-view prior (70 degrees horizontal);
 - pitch and yaw: from the median vanishing point over straight frames; a frame's vanishing point is where
   the near parts of its lines leaning left and right cross (lane paint, and the road's own borders where it
   has no edge paint); roll 0;
@@ -46,7 +47,7 @@ class AutoCameraSettings:
         min_frames, min_seconds: straight, confident frames and time span before the estimate is used.
         window_frames: the estimate is the median over the last this many usable frames.
         max_spread_deg: the vanishing point's spread (MAD, as an angle) above which the run keeps calibrating.
-        min_dash_frames: frames with a measured dash period before the dashes set the focal length.
+        min_dash_frames: dashed lines read (pooled over frames) before the dashes may set the focal length.
         known_hfov_deg: the lens's horizontal field of view when the user knows it (a spec sheet); it wins
             over the file's metadata, the dashes and the prior (``focal_source: given``).
     """
@@ -59,7 +60,7 @@ class AutoCameraSettings:
     min_seconds: float = 4.0
     window_frames: int = 900
     max_spread_deg: float = 0.8
-    min_dash_frames: int = 15
+    min_dash_frames: int = 30
     known_hfov_deg: float | None = None
 
 
@@ -78,6 +79,13 @@ WIDTH_CLUSTER = 1.3
 # frame; farther: a dash is a few rows tall).
 DASH_RANGE_M = (6.0, 36.0)
 DASH_BIN_M = 0.25
+# Lines whose dashes are read: the ego lane's and its neighbours' (farther out, the names are guesses).
+DASH_SIDES = ("ego_left", "ego_right", "next_left", "next_right")
+MIN_DASH_VIEW_M = 10.0  # road length a frame must show for its dashes to count
+# Periods searched, in metres as the camera the dashes are read with reads them: the 9..15 m patterns
+# roads use, through a focal length x height from half to twice the true one.
+DASH_LAGS_M = (4.0, 30.0)
+DASH_REREAD = 0.02  # the change of focal length x height that has the dashes read again
 RECOMPUTE_EVERY = 10  # frames between recomputations of the height and focal length (medians over the window)
 
 
@@ -123,8 +131,10 @@ class SelfCalibration:
         self._first_t: float | None = None
         self._since_recompute = RECOMPUTE_EVERY
         self._focal: float | None = None
+        self._focal_ref: float | None = None  # the focal length without dashes (given, metadata or prior)
         self._focal_source = "prior"
-        self._dash_focals: deque[float] = deque(maxlen=self.settings.window_frames)
+        self._dashes = DashAutocorrelation()
+        self._dash_camera: CameraModel | None = None  # the camera the pooled dashes were read with
         self._height: float | None = None
         self._height_source = "prior"
         self._camera: CameraModel | None = None
@@ -145,7 +155,7 @@ class SelfCalibration:
         if frame_size != self._frame_size:
             self.reset()
             self._frame_size = frame_size
-            self._focal = self._initial_focal(frame_size[1])
+            self._focal = self._focal_ref = self._initial_focal(frame_size[1])
         frame = self._usable(lines, sides, list(road_edges), frame_size, timestamp_s)
         if frame is not None:
             if self._first_t is None:
@@ -195,7 +205,11 @@ class SelfCalibration:
             lc, rc = LaneLine(*left.straight_part()), LaneLine(*right.straight_part())
             if lc.slope < 0 < rc.slope:
                 ego = (lc, rc)
-        dashes = [ln for ln in (left, right) if ln is not None and ln.style == "dashed" and len(ln.painted_rows)]
+        dashes = [
+            ln
+            for side, ln in named.items()
+            if side in DASH_SIDES and ln.style != "solid" and len(ln.painted_rows)
+        ]
         return _Frame(t, vp, ego, dashes)
 
     # -- the estimate
@@ -221,11 +235,6 @@ class SelfCalibration:
         self._since_recompute = 0
         h, w = self._frame_size
         vp = self._vanishing_point()
-        if self._focal_source in ("prior", "dashes") and self.settings.dash_period_m is not None:
-            self._measure_dashes(vp)
-            if len(self._dash_focals) >= self.settings.min_dash_frames:
-                self._focal = float(np.median(self._dash_focals))
-                self._focal_source = "dashes"
         unit = self._trial_camera(self._focal, vp, 1.0)
         rows = vp[1] + (h - 1 - vp[1]) * WIDTH_ROWS
         widths = []
@@ -245,6 +254,17 @@ class SelfCalibration:
         else:
             self._height = self.settings.height_m
             self._height_source = "prior"
+        if self._focal_source in ("prior", "dashes") and self.settings.dash_period_m is not None:
+            self._measure_dashes(vp)
+            period = self._dashes.period_m() if self._dashes.frames >= self.settings.min_dash_frames else None
+            if period is not None:
+                # ground lengths grow with focal length x height: the product that reads the prior period
+                read_with = self._dash_camera.K[0, 0] * self._dash_camera.mounting.height_m
+                self._focal = read_with * self.settings.dash_period_m / period / self._height
+                self._focal_source = "dashes"
+            else:  # more frames can blur a peak that fewer showed: the prior is safer than a stale reading
+                self._focal = self._focal_ref
+                self._focal_source = "prior"
         if self._calibrated():
             camera = self._trial_camera(self._focal, vp, self._height)
             if self._camera is None or _moved(self._camera, camera):
@@ -252,18 +272,28 @@ class SelfCalibration:
                 self.revision += 1
 
     def _measure_dashes(self, vp: tuple[float, float]) -> None:
-        """The dash period of each new frame's dashed ego lines, measured on the ground with the current
-        camera: a camera whose focal length is k times too long reads road lengths k times too long, so
-        the prior period over the measured one scales the focal length."""
-        camera = self._trial_camera(self._focal, vp, self._height or 1.3)
+        """Each new frame's dashed lines into the pooled autocorrelation, read on the ground with one
+        camera. When the dashes' own estimate of focal length x height has moved by more than
+        ``DASH_REREAD`` from that camera's, the pool starts again and every frame in the window is read
+        with the estimate: ground distances scale with that product only near a level camera, so mixing
+        readings would blur the peak and bias it. (Without a dash estimate the pool keeps its camera, so a
+        peak that comes and goes does not have the window read again and again.)"""
+        height = self._height or self.settings.height_m
+        cam = self._dash_camera
+        moved = cam is not None and abs(self._focal * height / (cam.K[0, 0] * cam.mounting.height_m) - 1)
+        if cam is None or (self._focal_source == "dashes" and moved > DASH_REREAD):
+            self._dash_camera = self._trial_camera(self._focal, vp, height)
+            self._dashes = DashAutocorrelation()
+            for f in self._frames:
+                f.dashes_read = False
         for f in self._frames:
             if f.dashes_read:
                 continue
             f.dashes_read = True
             for line in f.dashes:
-                period = dash_period_on_ground(line, line.painted_rows, camera)
-                if period is not None:
-                    self._dash_focals.append(self._focal * self.settings.dash_period_m / period)
+                signal = dash_profile_on_ground(line, line.painted_rows, self._dash_camera)
+                if signal is not None:
+                    self._dashes.add(signal)
 
     def _spread_deg(self) -> float:
         vps = np.array([f.vp for f in self._frames])
@@ -328,54 +358,97 @@ def _moved(a: CameraModel, b: CameraModel) -> bool:
     )
 
 
-def dash_period_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> float | None:
-    """Period (m) of a dashed line's paint along the road, read with ``camera``; None when the pattern
-    does not repeat clearly within ``DASH_RANGE_M``.
-
-    The painted rows map to forward distances; the paint's presence in 0.25 m bins is autocorrelated and
-    the first clear peak is the period.
-    """
+def dash_profile_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> np.ndarray | None:
+    """A dashed line's paint along the road: presence in ``DASH_BIN_M`` bins of forward distance, mean
+    removed, over the part of ``DASH_RANGE_M`` in view (``rows``: its painted rows; distances read with
+    ``camera``). None when less than ``MIN_DASH_VIEW_M`` of road is in view or
+    the paint does not alternate (painted on under 5 % or over 80 % of it)."""
     rows = np.unique(np.asarray(rows, np.int64))
     if len(rows) < 4:
         return None
     lo, hi = DASH_RANGE_M
-    bins = np.arange(lo, hi + DASH_BIN_M, DASH_BIN_M)
-    # Every row of the seen range is projected once: the painted rows read their distance from it, and the
-    # whole range says how much of the road is in view.
+    # A row covers the road between the ground points of its upper and lower edges; far rows cover metres,
+    # so each painted row marks its whole footprint (its centre alone would bunch the far paint up).
     first, last = int(line.y_range[0]), int(line.y_range[1])
-    all_rows = np.arange(min(first, int(rows[0])), max(last, int(rows[-1])) + 1).astype(np.float64)
-    x_rows = camera.image_to_ground(np.stack([line.x_at(all_rows), all_rows], 1))[:, 0]
-    x = x_rows[rows - int(all_rows[0])]
-    x_all = x_rows[(all_rows >= first) & (all_rows <= last)]
-    ok = np.isfinite(x_all)
-    if ok.sum() < 4:
+    top, bottom = min(first, int(rows[0])), max(last, int(rows[-1]))
+    edges = np.arange(top, bottom + 2) - 0.5  # edge k is the upper edge of row top + k
+    x_edges = camera.image_to_ground(np.stack([line.x_at(edges), edges], 1))[:, 0]
+    seen = x_edges[first - top : last - top + 2]
+    seen = seen[np.isfinite(seen) & (seen > 0)]
+    if len(seen) < 5:
         return None
-    seen_lo, seen_hi = max(lo, float(np.nanmin(x_all[ok]))), min(hi, float(np.nanmax(x_all[ok])))
-    if seen_hi - seen_lo < 2.2 * 8.0:  # at least about two periods of the shortest pattern in view
+    seen_lo, seen_hi = max(lo, float(seen.min())), min(hi, float(seen.max()))
+    if seen_hi - seen_lo < MIN_DASH_VIEW_M:
         return None
-    painted = np.zeros(len(bins) - 1, bool)
-    x = x[np.isfinite(x)]
-    painted[np.clip(np.searchsorted(bins, x) - 1, 0, len(painted) - 1)[(x >= lo) & (x < hi)]] = True
-    # fill bins between two painted rows one row apart (far rows span several bins)
-    order = np.sort(x[(x >= lo) & (x < hi)])
-    for a, b in zip(order[:-1], order[1:], strict=True):
-        if b - a < 1.0:
-            painted[int((a - lo) / DASH_BIN_M) : int((b - lo) / DASH_BIN_M) + 1] = True
-    view = slice(int((seen_lo - lo) / DASH_BIN_M), int((seen_hi - lo) / DASH_BIN_M))
-    signal = painted[view].astype(np.float64)
-    if len(signal) < 20 or not 0.1 < signal.mean() < 0.7:
+    far, near = x_edges[rows - top], x_edges[rows - top + 1]
+    ok = np.isfinite(far) & np.isfinite(near) & (near > 0) & (far > near)
+    near, far = np.clip(near[ok], seen_lo, seen_hi), np.clip(far[ok], seen_lo, seen_hi)
+    n_bins = int((seen_hi - seen_lo) / DASH_BIN_M)
+    keep = far > near
+    start = np.floor((near[keep] - seen_lo) / DASH_BIN_M).astype(np.int64)
+    stop = np.ceil((far[keep] - seen_lo) / DASH_BIN_M).astype(np.int64)
+    cover = np.zeros(n_bins + 1, np.int64)
+    np.add.at(cover, np.clip(start, 0, n_bins), 1)
+    np.add.at(cover, np.clip(stop, 0, n_bins), -1)
+    painted = np.cumsum(cover)[:n_bins] > 0
+    signal = painted.astype(np.float64)
+    if not 0.05 < signal.mean() < 0.8:
         return None
-    signal -= signal.mean()
-    n = len(signal)
-    lags = np.arange(int(6.0 / DASH_BIN_M), int(min(20.0, 0.6 * n * DASH_BIN_M) / DASH_BIN_M))
-    if len(lags) < 3:
+    return signal - signal.mean()
+
+
+class DashAutocorrelation:
+    """The dash pattern's autocorrelation pooled over frames.
+
+    Between frames the dashes move along the road (the car drives) but their period does not, so the
+    frames' autocorrelations add up to a clear peak at the period even when each frame sees little more
+    than one dash and one gap, where a per-frame peak would be noise. ``add`` takes one frame's profile
+    (``dash_profile_on_ground``); ``period_m`` is the first peak at ``DASH_LAGS_M`` or beyond.
+    """
+
+    def __init__(self):
+        self.lags = np.arange(round(DASH_LAGS_M[0] / DASH_BIN_M), round(DASH_LAGS_M[1] / DASH_BIN_M) + 1)
+        self._products = np.zeros(len(self.lags))  # sum over frames of signal[i] * signal[i + lag]
+        self._pairs = np.zeros(len(self.lags))  # how many such products
+        self._energy = 0.0  # sum of signal^2
+        self._bins = 0
+        self.frames = 0
+
+    def add(self, signal: np.ndarray) -> None:
+        n = len(signal)
+        for j, k in enumerate(self.lags):
+            if k >= n:
+                break
+            self._products[j] += float(signal[:-k] @ signal[k:])
+            self._pairs[j] += n - k
+        self._energy += float(signal @ signal)
+        self._bins += n
+        self.frames += 1
+
+    def period_m(self, min_peak: float = 0.3) -> float | None:
+        """The period (m) where the pooled autocorrelation first peaks at ``min_peak`` or more; None when
+        it does not (no repeating pattern, or too little road seen to cover a period)."""
+        if self._energy <= 0:
+            return None
+        # a lag needs at least a period's worth of products to count
+        ok = self._pairs >= self.lags
+        ac = np.where(ok, self._products / np.maximum(self._pairs, 1) / (self._energy / self._bins), np.nan)
+        for j in range(1, len(ac) - 1):
+            a, b, c = ac[j - 1], ac[j], ac[j + 1]
+            if np.isnan([a, b, c]).any() or b < min_peak or b < a or b < c:
+                continue
+            # parabolic interpolation around the peak
+            shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
+            return float((self.lags[j] + shift) * DASH_BIN_M)
         return None
-    denom = float(signal @ signal)
-    ac = np.array([float(signal[:-k] @ signal[k:]) / denom * n / (n - k) for k in lags])
-    best = int(np.argmax(ac))
-    if ac[best] < 0.3 or best in (0, len(lags) - 1):
+
+
+def dash_period_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> float | None:
+    """Period (m) of one frame's dashed line along the road, read with ``camera``; None when its pattern
+    does not repeat clearly in view."""
+    signal = dash_profile_on_ground(line, rows, camera)
+    if signal is None:
         return None
-    # parabolic interpolation around the peak
-    a, b, c = ac[best - 1], ac[best], ac[best + 1]
-    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
-    return float((lags[best] + shift) * DASH_BIN_M)
+    one = DashAutocorrelation()
+    one.add(signal)
+    return one.period_m()
