@@ -206,9 +206,7 @@ class SelfCalibration:
             if lc.slope < 0 < rc.slope:
                 ego = (lc, rc)
         dashes = [
-            ln
-            for side, ln in named.items()
-            if side in DASH_SIDES and ln.style != "solid" and len(ln.painted_rows)
+            ln for side, ln in named.items() if side in DASH_SIDES and ln.style != "solid" and len(ln.painted_rows)
         ]
         return _Frame(t, vp, ego, dashes)
 
