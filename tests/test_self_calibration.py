@@ -147,7 +147,7 @@ def test_each_frames_dashes_are_read_once_when_unusable_frames_come_between(monk
 
     read = []
 
-    def counting(line, rows, cam, scale=1.0):
+    def counting(line, rows, cam):
         read.append(id(line))
         return np.array([1.0, -1.0, 1.0, -1.0])
 

@@ -278,8 +278,10 @@ class SelfCalibration:
         peak that comes and goes does not have the window read again and again.)"""
         height = self._height or self.settings.height_m
         cam = self._dash_camera
-        moved = cam is not None and abs(self._focal * height / (cam.K[0, 0] * cam.mounting.height_m) - 1)
-        if cam is None or (self._focal_source == "dashes" and moved > DASH_REREAD):
+        if cam is None or (
+            self._focal_source == "dashes"
+            and abs(self._focal * height / (cam.K[0, 0] * cam.mounting.height_m) - 1) > DASH_REREAD
+        ):
             self._dash_camera = self._trial_camera(self._focal, vp, height)
             self._dashes = DashAutocorrelation()
             for f in self._frames:
@@ -379,7 +381,7 @@ def dash_profile_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraMode
     if seen_hi - seen_lo < MIN_DASH_VIEW_M:
         return None
     far, near = x_edges[rows - top], x_edges[rows - top + 1]
-    ok = np.isfinite(far) & np.isfinite(near) & (near > 0) & (far > near)
+    ok = np.isfinite(far) & np.isfinite(near) & (near > 0)
     near, far = np.clip(near[ok], seen_lo, seen_hi), np.clip(far[ok], seen_lo, seen_hi)
     n_bins = int((seen_hi - seen_lo) / DASH_BIN_M)
     keep = far > near
@@ -414,11 +416,10 @@ class DashAutocorrelation:
 
     def add(self, signal: np.ndarray) -> None:
         n = len(signal)
-        for j, k in enumerate(self.lags):
-            if k >= n:
-                break
-            self._products[j] += float(signal[:-k] @ signal[k:])
-            self._pairs[j] += n - k
+        products = np.correlate(signal, signal, "full")[n - 1 :]  # lag 0 .. n - 1
+        inside = self.lags < n
+        self._products[inside] += products[self.lags[inside]]
+        self._pairs[inside] += n - self.lags[inside]
         self._energy += float(signal @ signal)
         self._bins += n
         self.frames += 1

@@ -96,9 +96,7 @@ def seg_loss(
     pix_w = w[tgt] * valid
     pix_loss = -picked * pix_w
     if hard_frac < 1.0:
-        n_valid = int(valid.sum())
-        k = max(1, math.ceil(hard_frac * n_valid)) if n_valid else 0
-        hard = torch.topk(pix_loss.flatten(), k).indices if k else pix_loss.new_zeros(0, dtype=torch.long)
+        hard = torch.topk(pix_loss.flatten(), math.ceil(hard_frac * int(valid.sum()))).indices
         ce = pix_loss.flatten()[hard].sum() / pix_w.flatten()[hard].sum().clamp(min=1e-6)
     else:
         ce = pix_loss.sum() / pix_w.sum().clamp(min=1.0)
