@@ -504,11 +504,64 @@ def test_export_onnx_int8_writes_the_int8_file_and_its_agreement(capsys, checkpo
     )
     assert code == 0, err
     assert out.is_file() and not list(tmp_path.glob("*fp32*")), "the FP32 step must not be left beside the output"
-    assert f"wrote {out}" in text and "INT8 QDQ, percentile calibration on 8 frames" in text
+    assert f"wrote {out}" in text and "INT8 QDQ, entropy calibration on 8 frames" in text
     assert "against FP32 on the check frames" in text and "seg_agreement" in text and "matched" in text
     int8 = OnnxRuntimeBackend(out, providers=CPU)
     assert int8.contract.format == "fused" and int8.contract.extra["quantization"]["frames"] == 8
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+
+
+def test_export_onnx_int8_keeps_the_named_modules_float(capsys, checkpoint, tmp_path):
+    video = write_video(tmp_path / "calib.mp4", n=6)
+    out = tmp_path / "m-int8.onnx"
+    code, text, err = _cli(
+        capsys,
+        "export",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--format",
+        "onnx-int8",
+        "--calib",
+        str(video),
+        "--calib-frames",
+        "4",
+        "--calib-method",
+        "entropy",
+        "--int8-float",
+        "cls_heads",
+    )
+    assert code == 0, err
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    kept = [n for n in convs if n.name.startswith("/net/cls_heads.")]
+    assert kept and len(kept) < len(convs)
+    for conv in convs:
+        quantized = conv.input[1] in producer and producer[conv.input[1]].op_type == "DequantizeLinear"
+        assert quantized is (conv not in kept), conv.name
+    record = OnnxRuntimeBackend(out, providers=CPU).contract.extra["quantization"]
+    assert record["float_modules"] == ["cls_heads"] and record["method"] == "entropy"
+
+
+def test_export_onnx_int8_refuses_a_float_module_the_network_lacks(capsys, checkpoint, tmp_path):
+    code, _, err = _cli(
+        capsys,
+        "export",
+        str(checkpoint),
+        "--out",
+        str(tmp_path / "m.onnx"),
+        "--format",
+        "onnx-int8",
+        "--calib",
+        str(tmp_path),
+        "--int8-float",
+        "cls_heads,backbone.nope",
+    )
+    assert code == 1
+    line = _one_error_line(err)
+    assert f"--int8-float: backbone.nope name no module of {checkpoint}" in line
+    assert not list(tmp_path.iterdir()), "nothing is written"
 
 
 def _one_error_line(err: str) -> str:

@@ -16,6 +16,7 @@ from conftest import write_video
 from perception.errors import ConfigError, InputError, ModelError
 from perception.export.onnx_export import export_onnx
 from perception.export.quantize import (
+    _in_modules,
     calibration_frames,
     channels_last_input,
     compare_outputs,
@@ -61,7 +62,7 @@ def test_int8_file_loads_with_its_contract(models):
     contract = backend.contract
     assert contract.name == fp32.name + "-int8"
     assert contract.extra["quantization"] == {
-        "method": "percentile",
+        "method": "entropy",
         "frames": N_FRAMES,
         "per_channel": True,
         "activation_type": "uint8",
@@ -231,3 +232,19 @@ def test_modules_kept_float_get_no_quantized_inputs(models, tmp_path):
     for name in quantized:
         assert producer[convs[name].input[1]].op_type == "DequantizeLinear", name
     assert read_contract(out).extra["quantization"]["float_modules"] == ["stem", "s4"]
+
+
+@pytest.mark.parametrize(
+    "node, modules, kept",
+    [
+        ("/net/backbone/stem/conv/Conv", ("backbone.stem",), True),
+        ("/net/backbone/dark2/dark2.0/Conv", ("backbone.dark2",), True),
+        ("/net/det_head/cls_preds.0/Conv", ("det_head.cls_preds",), True),  # a ModuleList's item keeps its index
+        ("/net/det_head/cls_preds.2/Conv", ("det_head.cls_preds.2",), True),
+        ("/net/det_head/cls_preds.1/Conv", ("det_head.cls_preds.2",), False),
+        ("/net/det_head/stems.0/Conv", ("det_head.stem",), False),  # a name that only starts the same
+        ("/net/backbone/stem/conv/Conv", ("stem",), False),  # paths start at the network's root
+    ],
+)
+def test_kept_float_modules_match_by_path(node, modules, kept):
+    assert _in_modules(node, modules) is kept

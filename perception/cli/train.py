@@ -73,7 +73,16 @@ def add_export(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", help="INT8 calibration frames: dataset spec (camvid:DIR), video or image folder")
     p.add_argument("--calib-frames", type=int, default=300, help="frames for INT8 calibration (default 300)")
     p.add_argument(
-        "--calib-method", choices=["percentile", "minmax", "entropy"], default="percentile", help="INT8 ranges"
+        "--calib-method",
+        choices=["entropy", "percentile", "minmax"],
+        default="entropy",
+        help="INT8 activation ranges (default entropy)",
+    )
+    p.add_argument(
+        "--int8-float",
+        metavar="MODULES",
+        help="comma-separated module paths left float in onnx-int8 (backbone.dark3,det_head.cls_preds; "
+        "'none' quantizes all); default: the network's own list",
     )
     p.add_argument("--precision", choices=["fp16", "int8", "fp32"], default="fp16", help="TensorRT precision")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT engine's profile")
@@ -95,6 +104,12 @@ def add_export(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _module_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return () if text.strip() == "none" else tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from perception.export.checkpoint_export import export_checkpoint
 
@@ -109,6 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         calib=args.calib,
         calib_frames=args.calib_frames,
         calib_method=args.calib_method,
+        int8_float=_module_list(args.int8_float),
         precision=args.precision,
         max_batch=args.max_batch,
         display_score=args.display_score,

@@ -242,7 +242,8 @@ def export_checkpoint(
     frame_size: tuple[int, int] | None = None,
     calib: str | None = None,
     calib_frames: int = 300,
-    calib_method: str = "percentile",
+    calib_method: str = "entropy",
+    int8_float: tuple[str, ...] | None = None,
     precision: str = "fp16",
     max_batch: int = 8,
     display_score: float | None = None,
@@ -256,6 +257,8 @@ def export_checkpoint(
     - ``onnx-int8``: the fused ONNX, then ONNX Runtime static quantization (QDQ) calibrated on
       ``calib_frames`` frames of ``calib`` (dataset spec, video or image folder); the report gives its
       agreement with the FP32 file, since INT8 is not expected to meet the FP32 parity tolerances.
+      ``int8_float``: module paths left float (default: the network's ``int8_float_modules``; ``()``
+      quantizes everything); a path that names no module of the network is refused.
     - ``tensorrt``: a TensorRT engine (``precision`` fp16/int8/fp32, INT8 calibrated on ``calib``) with
       the EfficientNMS plugin; needs an NVIDIA GPU and the ``tensorrt`` extra.
 
@@ -279,6 +282,9 @@ def export_checkpoint(
 
         extra["provenance"] = load_provenance(provenance)
     net, contract, _, _, _ = load_net(checkpoint)
+    unknown = sorted(set(int8_float or ()) - {n for n, _ in net.named_modules()})
+    if unknown:
+        raise ModelError(f"--int8-float: {', '.join(unknown)} name no module of {checkpoint}")
     fused = dataclasses.replace(
         contract,
         format="raw" if format == "onnx-raw" else "fused",
@@ -319,7 +325,7 @@ def export_checkpoint(
     with tempfile.TemporaryDirectory(prefix="perception-int8-") as tmp:  # the FP32 step is not a product
         fp32 = Path(tmp) / "fp32.onnx"
         text = _export_checked(net, fused, fp32, frames, described)
-        keep_float = tuple(getattr(net, "int8_float_modules", ()))
+        keep_float = tuple(getattr(net, "int8_float_modules", ())) if int8_float is None else tuple(int8_float)
         int8 = quantize_model(fp32, out, images, method=calib_method, keep_float=keep_float)
         pre = Preprocessor(fused.graph_input_size, fused.color, fused.pad_value, fused.align)
         agreement = compare_outputs(fp32, int8, [pre(f)[0] for f in frames])

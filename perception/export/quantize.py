@@ -332,11 +332,34 @@ def _calibrate(model_path: Path, op_types: list[str], method: Any, input_name: s
         return calibrator.compute_data()
 
 
+def _module_path(node_name: str) -> str:
+    """The dotted module path (``det_head.cls_preds.0``) of a node the exporter named inside ``/net/``.
+
+    Each scope level is the module's name relative to the last one that is not a container, so a
+    Sequential's or ModuleList's item repeats its parent's name (``/net/backbone/dark2/dark2.0/...``,
+    ``/net/det_head/cls_preds.0/Conv``): such a level replaces its parent's last name instead of adding one.
+    """
+    scopes = node_name.split("/")[2:-1] if node_name.startswith("/net/") else []
+    path: list[str] = []
+    for scope in scopes:
+        if path and scope.startswith(path[-1] + "."):
+            path[-1] = scope
+        else:
+            path.append(scope)
+    return ".".join(path)
+
+
+def _in_modules(node_name: str, modules: tuple[str, ...]) -> bool:
+    """Whether the exporter named ``node_name`` inside one of ``modules`` (dotted paths, ``backbone.stem``)."""
+    path = _module_path(node_name)
+    return any(path == m or path.startswith(m + ".") for m in modules)
+
+
 def quantize_model(
     fp32_onnx: str | os.PathLike,
     out_path: str | os.PathLike,
     frames: list[np.ndarray],
-    method: str = "percentile",
+    method: str = "entropy",
     per_channel: bool = True,
     keep_float: tuple[str, ...] = (),
 ) -> Path:
@@ -344,14 +367,15 @@ def quantize_model(
 
     Args:
         frames: network inputs, uint8 [H, W, 3] at the size the graph takes (``calibration_frames``).
-        method: activation range from calibration: "percentile" (99.999 %, clips rare outliers),
-            "minmax" (the full range seen) or "entropy" (KL divergence).
+        method: activation range from calibration: "entropy" (KL divergence), "percentile" (99.999 %,
+            clips rare outliers) or "minmax" (the full range seen). Entropy scored best on the shipped
+            YOLOX-Nano network (CamVid val mAP50 0.599 / 0.588 / 0.580 with the same modules float).
         per_channel: one weight scale per output channel rather than per tensor (depthwise convs' channels
             differ widely in range). On the trained 288x512 model: seg agreement with FP32 0.9977 against
             0.9972, 326 against 322 of 332 detections matched, about 5 % slower.
-        keep_float: dotted module paths of the network (``backbone.stem``) whose nodes stay float: the
-            exporter names a node after its module (``/net/backbone/stem/...``). A network lists them as
-            ``int8_float_modules`` where quantizing them costs too much accuracy.
+        keep_float: dotted module paths of the network (``backbone.stem``, ``det_head.cls_preds``) whose
+            nodes stay float (``_in_modules``). A network lists them as ``int8_float_modules`` where
+            quantizing them costs too much accuracy.
     Returns:
         ``out_path``. Raises ModelError naming the file for a missing, contract-less, raw-format or
         already quantized model; ValueError for a bad ``method`` or ``frames``.
@@ -392,8 +416,7 @@ def quantize_model(
             node.name = node.name or f"_unnamed_{i}_{node.op_type}"
         channels_last_input(model.graph, contract.input_size)
         selected = network_nodes(model.graph)
-        float_prefixes = tuple(f"/net/{m.replace('.', '/')}/" for m in keep_float)
-        selected = [node for node in selected if not node.name.startswith(float_prefixes)]
+        selected = [node for node in selected if not _in_modules(node.name, keep_float)]
         if not any(node.op_type in COMPUTE_OP_TYPES for node in selected):
             raise ModelError(f"{src}: no Conv, Gemm or MatMul to quantize")
         op_types = sorted({node.op_type for node in selected})
