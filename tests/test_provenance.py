@@ -123,7 +123,18 @@ def test_the_shipped_models_provenance_loads():
     assert [e["name"] for e in prov["teachers"]] == ["YOLOX-Nano", "PP-PicoDet-XS", "Yolo-Fastest-1.1-XL"]
     licences = {e["name"]: e["licence"] for e in prov["datasets"]}
     assert licences["CamVid"] == "CC BY-NC 4.0" and "non-commercial" in prov["use"]
-    assert set(licences) == {"synthetic world", "CamVid", "Udacity CarND highway frames"}
+    assert set(licences) == {
+        "synthetic world",
+        "synthetic world at night and in rain",
+        "CamVid",
+        "Udacity CarND highway frames",
+    }
+
+
+@pytest.mark.parametrize("name", ["default.onnx", "default.int8.onnx"])
+def test_the_shipped_files_carry_the_provenance_file_as_it_is(name):
+    contract = OnnxRuntimeBackend(REPO / "models" / name).contract
+    assert contract.extra["provenance"] == load_provenance(REPO / "configs" / "models" / "default_provenance.yaml")
 
 
 def test_counts_may_be_written_as_numbers_and_are_kept_as_text(tmp_path):
