@@ -258,30 +258,115 @@ def vanishing_row(lines: list[ImageLine], sides: list[str]) -> float | None:
 
 
 def polyline_px(
-    line: ImageLine, frame_size: tuple[int, int], to_bottom: bool = True, up_to_row: float | None = None
+    line: ImageLine,
+    frame_size: tuple[int, int],
+    to_bottom: bool = True,
+    up_to_row: float | None = None,
+    rows: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """float32 [K, 2] (x, y): the line sampled every ``ROW_STEP_PX`` rows (rows that are multiples of it),
-    from its top row (or ``up_to_row``, when higher: the line continued towards the horizon) down to the
-    frame's bottom (``to_bottom``: a line seen from the middle of the frame continues towards the car) or its
-    last seen row, kept where it is inside the frame (``frame_size`` (H, W))."""
+    kept where it is inside the frame (``frame_size`` (H, W)). From ``rows`` (top, bottom) when given
+    (``RoadExtent``), else from its top row (or ``up_to_row``, when higher: the line continued towards the
+    horizon) down to the frame's bottom (``to_bottom``: a line seen from the middle of the frame continues
+    towards the car) or its last seen row."""
     h, w = frame_size
-    first = line.y_range[0] if up_to_row is None else min(line.y_range[0], up_to_row)
+    if rows is not None:
+        first, bottom = rows
+    else:
+        first = line.y_range[0] if up_to_row is None else min(line.y_range[0], up_to_row)
+        bottom = h - 1 if to_bottom else line.y_range[1]
     top = math.ceil(first / ROW_STEP_PX) * ROW_STEP_PX
-    bottom = h - 1 if to_bottom else line.y_range[1]
-    rows = np.arange(top, bottom + 1e-9, ROW_STEP_PX, dtype=np.float64)
-    xs = line.x_at(rows)
+    ys = np.arange(top, bottom + 1e-9, ROW_STEP_PX, dtype=np.float64)
+    xs = line.x_at(ys)
     inside = (xs >= 0) & (xs <= w - 1)
-    return np.column_stack([xs[inside], rows[inside]]).astype(np.float32)
+    return np.column_stack([xs[inside], ys[inside]]).astype(np.float32)
 
 
-def image_lanes(lines: list[ImageLine], sides: list[str], frame_size: tuple[int, int]) -> list[Lane]:
-    """Scene lanes without metres: side, style, confidence and the line in frame pixels, continued up to
-    just below the road's horizon when the ego lines show where it is."""
+# A continued line samples the road mask this many input pixels either side of it (its paint, or the road
+# beside a line at the road's border) and may cross this many rows off the road (a hole in the mask).
+ROAD_WINDOW_PX = 3
+ROAD_GAP_STEPS = 1
+
+
+class RoadExtent:
+    """How far each line runs over the road, beyond the rows where its paint was seen: up towards the
+    horizon and down towards the car, while the continued line lies on road, paint or an object standing on
+    the road (a car hides the paint, not the line). It stops where the road ends: at the horizon, at the
+    verge, at the car's own bonnet. The ego lines' crossing, when seen, caps it from above."""
+
+    def __init__(
+        self,
+        seg: SegMap,
+        letterbox: Letterbox,
+        road_classes: np.ndarray,
+        objects_xyxy: np.ndarray | None = None,
+    ):
+        self.letterbox = letterbox
+        road = np.isin(letterbox.crop_content(seg.class_ids), road_classes)
+        if objects_xyxy is not None and len(objects_xyxy):
+            pad = np.array([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)
+            for x1, y1, x2, y2 in letterbox.boxes_to_input(objects_xyxy) - pad:
+                road[max(0, int(y1)) : max(0, int(math.ceil(y2))), max(0, int(x1)) : max(0, int(math.ceil(x2)))] = True
+        # a row's road pixels within the window of a column, as one lookup: a horizontal dilation
+        k = 2 * ROAD_WINDOW_PX + 1
+        self.near_road = cv2.dilate(road.astype(np.uint8), np.ones((1, k), np.uint8)).astype(bool)
+
+    def _on_road(self, x: float, y: float) -> bool | None:
+        """Whether frame pixel (x, y) is within the window of the road; None outside the network's view."""
+        lb = self.letterbox
+        rx, ry, _, _ = lb.roi_xywh
+        xi = int(math.floor((x - rx + 0.5) * lb.scale))
+        yi = int(math.floor((y - ry + 0.5) * lb.scale))
+        hh, ww = self.near_road.shape
+        if not (0 <= xi < ww and 0 <= yi < hh):
+            return None
+        return bool(self.near_road[yi, xi])
+
+    def _walk(self, line: ImageLine, start: float, step: float, stop: float) -> float:
+        """The last row from ``start`` towards ``stop`` (by ``step``) that the line reaches over the road."""
+        reached, misses = start, 0
+        y = start + step
+        while (y - stop) * step <= 0:
+            on = self._on_road(float(line.x_at(y)), y)
+            if on is None:
+                break
+            if on:
+                reached, misses = y, 0
+            else:
+                misses += 1
+                if misses > ROAD_GAP_STEPS:
+                    break
+            y += step
+        return reached
+
+    def rows(self, line: ImageLine, frame_size: tuple[int, int], horizon: float | None = None) -> tuple[float, float]:
+        """(top, bottom) frame rows of ``line`` continued over the road."""
+        h = frame_size[0]
+        top_limit = max(0.0, horizon if horizon is not None else 0.0)
+        top = (
+            self._walk(line, line.y_range[0], -ROW_STEP_PX, top_limit)
+            if line.y_range[0] > top_limit
+            else line.y_range[0]
+        )
+        bottom = self._walk(line, line.y_range[1], ROW_STEP_PX, h - 1)
+        return top, bottom
+
+
+def image_lanes(
+    lines: list[ImageLine], sides: list[str], frame_size: tuple[int, int], road: RoadExtent | None = None
+) -> list[Lane]:
+    """Scene lanes without metres: side, style, confidence and the line in frame pixels. With ``road``, each
+    line runs as far as the road under it goes (``RoadExtent``); without, it is continued down to the
+    frame's bottom, and up to just below the road's horizon when the ego lines show where it is."""
     out = []
     order = {s: i for i, s in enumerate(LANE_SIDES)}
     horizon = vanishing_row(lines, sides)
     up_to = None if horizon is None else horizon + HORIZON_MARGIN * frame_size[0]
     for line, side in sorted(zip(lines, sides, strict=True), key=lambda p: order[p[1]]):
+        if road is not None:
+            points = polyline_px(line, frame_size, rows=road.rows(line, frame_size, up_to))
+        else:
+            points = polyline_px(line, frame_size, up_to_row=up_to)
         out.append(
             Lane(
                 side=side,
@@ -289,7 +374,7 @@ def image_lanes(lines: list[ImageLine], sides: list[str], frame_size: tuple[int,
                 x_range_m=None,
                 style=line.style,
                 confidence=line.confidence,
-                points_image=polyline_px(line, frame_size, up_to_row=up_to),
+                points_image=points,
             )
         )
     return out

@@ -24,7 +24,7 @@ from perception.errors import ConfigError
 from perception.frames import AutoCamera, EgoLane, FrameResult, Lane, Scene, SceneObject, Track
 from perception.fusion.ego_lane import LaneFilter
 from perception.fusion.image_lane_hold import ImageLaneHold
-from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes
+from perception.fusion.image_lanes import RoadExtent, find_image_lines, find_road_edges, image_lanes
 from perception.fusion.lane_estimator import LaneEstimator
 from perception.fusion.lane_lines import LaneSettings
 from perception.fusion.self_calibration import SelfCalibration
@@ -232,7 +232,8 @@ class SceneFuser:
             self.auto_camera.update(
                 [ln for ln, _ in shown], [side for _, side in shown], result.frame_size, result.timestamp_s, edges
             )
-        return image_lanes(lines, sides, result.frame_size)
+        road = RoadExtent(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
+        return image_lanes(lines, sides, result.frame_size, road)
 
     def check_frame_size(self, frame_size: tuple[int, int]) -> None:
         """Raise ConfigError now (before a run starts) if the camera cannot describe frames of this size."""
