@@ -513,3 +513,19 @@ def test_a_pair_whose_width_contradicts_the_held_lane_is_measured_from_its_stron
         t += 1 / FPS
         widths.append(lf.update(measure_ego_lane(misread, float(lf.state[3])), t).width_m)
     assert widths[0] == pytest.approx(3.5, abs=0.01) and widths[-1] == pytest.approx(2.5, abs=0.15)
+
+
+def test_a_line_leaving_the_road_heading_takes_no_side():
+    """Seen on the real clip: a short diagonal fragment 15-24 m ahead, whose fit extrapolates to 1.0 m left of
+    the car, took the ego-left name from the dashed line 1.5 m left, and the lane filter followed it. A line
+    more than MAX_HEADING_SPREAD off the most confident line's heading is named by nobody; within it, it is."""
+    from perception.fusion.lane_lines import MAX_HEADING_SPREAD, LineFit, assign_sides
+
+    right, left = _sloped_fit(-2.0, 0.0), _sloped_fit(1.5, 0.0)
+    left = LineFit(left.coeffs, left.x_range_m, coverage=0.4, residual_m=0.05, windows=8)  # dashed, weaker
+    assert left.confidence < right.confidence
+    diagonal = LineFit((1.0, 0.45, 0.0), (15.6, 23.9), coverage=1.0, residual_m=0.1, windows=4)
+    sides = assign_sides([diagonal, left, right])
+    assert sides["ego_left"] is left and sides["ego_right"] is right
+    slanted = LineFit((1.0, MAX_HEADING_SPREAD - 0.01, 0.0), (15.6, 23.9), coverage=1.0, residual_m=0.1, windows=4)
+    assert assign_sides([slanted, left, right])["ego_left"] is slanted  # nearer and near enough parallel

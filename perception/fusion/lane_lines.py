@@ -30,6 +30,10 @@ from perception.frames import Letterbox, SegMap
 # A lane is 2.5 m (narrow urban) to 5 m (wide highway lane or lane + shoulder) wide.
 MIN_LANE_WIDTH_M = 2.4
 MAX_LANE_WIDTH_M = 5.5
+# A road's lines run parallel: one that leaves the most confident line's heading by more than this (rad,
+# about 6 deg) is paint of something else (a ramp, a crossing, a parked car's reflection) and takes no side.
+# Its c0 is an extrapolation to the car from where it was seen and says nothing about the ego lane.
+MAX_HEADING_SPREAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -360,8 +364,12 @@ def assign_sides(fits: list[LineFit], ego_width_hint_m: float | None = None) -> 
     and next_left / next_right (one plausible lane width further out); everything else is "other".
 
     Returns {side: fit} for the named ones; a line counts as ego_left only if it is within a lane width
-    of the camera (an empty neighbouring lane is not the ego lane).
+    of the camera (an empty neighbouring lane is not the ego lane), and no line is named whose heading
+    leaves the most confident line's by more than ``MAX_HEADING_SPREAD``.
     """
+    if fits:
+        heading = max(fits, key=lambda f: f.confidence).coeffs[1]
+        fits = [f for f in fits if abs(f.coeffs[1] - heading) <= MAX_HEADING_SPREAD]
     lefts = sorted((f for f in fits if f.coeffs[0] > 0), key=lambda f: f.coeffs[0])
     rights = sorted((f for f in fits if f.coeffs[0] <= 0), key=lambda f: -f.coeffs[0])
     # A lane width (plus fitting slack), not less: a camera near one line sees the other one almost a full
