@@ -484,24 +484,17 @@ def test_export_onnx_with_frame_size_writes_a_whole_frame_model(capsys, checkpoi
     )
 
 
+def _export_int8(capsys, checkpoint, out, calib, *options) -> tuple[int, str, str]:
+    return _cli(
+        capsys, "export", str(checkpoint), "--out", str(out), "--format", "onnx-int8", "--calib", str(calib), *options
+    )
+
+
 def test_export_onnx_int8_writes_the_int8_file_and_its_agreement(capsys, checkpoint, tmp_path):
     video = write_video(tmp_path / "calib.mp4", n=10)
     out = tmp_path / "m-int8.onnx"
-    code, text, err = _cli(
-        capsys,
-        "export",
-        str(checkpoint),
-        "--out",
-        str(out),
-        "--format",
-        "onnx-int8",
-        "--calib",
-        str(video),
-        "--calib-frames",
-        "8",
-        "--check-frames",
-        str(video),  # frames of the video's size, not the network's: the agreement check letterboxes them
-    )
+    # check frames of the video's size, not the network's: the agreement check letterboxes them
+    code, text, err = _export_int8(capsys, checkpoint, out, video, "--calib-frames", "8", "--check-frames", str(video))
     assert code == 0, err
     assert out.is_file() and not list(tmp_path.glob("*fp32*")), "the FP32 step must not be left beside the output"
     assert f"wrote {out}" in text and "INT8 QDQ, entropy calibration on 8 frames" in text
@@ -514,23 +507,8 @@ def test_export_onnx_int8_writes_the_int8_file_and_its_agreement(capsys, checkpo
 def test_export_onnx_int8_keeps_the_named_modules_float(capsys, checkpoint, tmp_path):
     video = write_video(tmp_path / "calib.mp4", n=6)
     out = tmp_path / "m-int8.onnx"
-    code, text, err = _cli(
-        capsys,
-        "export",
-        str(checkpoint),
-        "--out",
-        str(out),
-        "--format",
-        "onnx-int8",
-        "--calib",
-        str(video),
-        "--calib-frames",
-        "4",
-        "--calib-method",
-        "entropy",
-        "--int8-float",
-        "cls_heads",
-    )
+    options = ("--calib-frames", "4", "--calib-method", "percentile", "--int8-float", "cls_heads")
+    code, _, err = _export_int8(capsys, checkpoint, out, video, *options)
     assert code == 0, err
     model = onnx.load(str(out))
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -541,22 +519,12 @@ def test_export_onnx_int8_keeps_the_named_modules_float(capsys, checkpoint, tmp_
         quantized = conv.input[1] in producer and producer[conv.input[1]].op_type == "DequantizeLinear"
         assert quantized is (conv not in kept), conv.name
     record = OnnxRuntimeBackend(out, providers=CPU).contract.extra["quantization"]
-    assert record["float_modules"] == ["cls_heads"] and record["method"] == "entropy"
+    assert record["float_modules"] == ["cls_heads"] and record["method"] == "percentile"
 
 
 def test_export_onnx_int8_refuses_a_float_module_the_network_lacks(capsys, checkpoint, tmp_path):
-    code, _, err = _cli(
-        capsys,
-        "export",
-        str(checkpoint),
-        "--out",
-        str(tmp_path / "m.onnx"),
-        "--format",
-        "onnx-int8",
-        "--calib",
-        str(tmp_path),
-        "--int8-float",
-        "cls_heads,backbone.nope",
+    code, _, err = _export_int8(
+        capsys, checkpoint, tmp_path / "m.onnx", tmp_path, "--int8-float", "cls_heads,backbone.nope"
     )
     assert code == 1
     line = _one_error_line(err)
