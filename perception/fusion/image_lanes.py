@@ -8,7 +8,8 @@ Per frame: Hough segments of the paint mask (near-horizontal ones dropped: stop 
 grouped into straight candidates (segments agreeing where they are seen); each candidate is refitted to the
 paint pixels near it as x = c0 + c1 y + c2 y^2, twice, the band following the curve, so a bending line is
 followed past where its straight start would leave it. Lines are named by where they cross the bottom row:
-the nearest on either side of the image centre are the ego lane's, the next ones out the neighbours'.
+the nearest on either side of the image centre are the ego lane's, the next ones out the neighbours'. The
+reported polyline runs beyond the seen paint as far as the road under it goes (``RoadExtent``).
 """
 
 from __future__ import annotations
