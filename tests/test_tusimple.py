@@ -32,7 +32,7 @@ from perception.eval.lanes import (
     lane_angle,
     max_weight_matching,
 )
-from perception.eval.tusimple import PREDICTIONS_FILE, evaluate_tusimple, predicted_tusimple_lanes
+from perception.eval.tusimple import PREDICTIONS_FILE, evaluate_tusimple, predicted_tusimple_lanes, submitted_lanes
 
 REPO = Path(__file__).resolve().parent.parent
 H = np.arange(160, 720, 10, dtype=np.float64)  # TuSimple's 56 rows
@@ -427,3 +427,31 @@ def test_cli_synth_and_eval_with_the_shipped_model(tmp_path, capsys):
     assert "Lanes (TuSimple format)" in (out / "report.md").read_text()
     assert main(["eval", "--model", "peer:stack", "--data", f"tusimple:{data}", "--out", str(out), "-q"]) == 1
     assert "give a model file or 'default'" in capsys.readouterr().err
+
+
+def test_a_submission_keeps_the_named_lanes_first_and_at_most_five():
+    """TuSimple fails a frame with more than 2 predictions over its labels: the submission keeps 5 lines,
+    the ego and next ones before any "other", the more confident first."""
+    from perception.frames import Lane
+
+    def lane(side, confidence):
+        return Lane(side=side, coeffs=None, x_range_m=None, confidence=confidence, points_image=np.zeros((2, 2)))
+
+    lanes = [
+        lane("other", 0.9),
+        lane("next_right", 0.2),
+        lane("other", 0.3),
+        lane("ego_right", 0.8),
+        lane("other", 0.6),
+        lane("ego_left", 0.4),
+        lane("next_left", 0.5),
+    ]
+    kept = submitted_lanes(lanes)
+    assert [(k.side, k.confidence) for k in kept] == [
+        ("ego_left", 0.4),
+        ("ego_right", 0.8),
+        ("next_left", 0.5),
+        ("next_right", 0.2),
+        ("other", 0.9),
+    ]
+    assert submitted_lanes(lanes[:3]) == [lanes[1], lanes[0], lanes[2]]  # fewer than the limit: all of them

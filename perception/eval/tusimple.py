@@ -76,7 +76,23 @@ class PipelineLanePredictor:
 
     def predict_lanes(self, frame: Frame) -> list[np.ndarray]:
         scene = self.pipeline(frame).scene
-        return [np.asarray(lane.points_image, np.float64) for lane in scene.lanes]
+        return [np.asarray(lane.points_image, np.float64) for lane in submitted_lanes(scene.lanes)]
+
+
+# TuSimple labels at most 5 lanes a frame and fails a frame with more than 2 predictions over its labels, so
+# a submission, like the field's lane detectors, keeps a fixed number: the scene's named lines first (ego,
+# then next), then its other lines by confidence. `perception run` still reports every line.
+MAX_SUBMITTED_LANES = 5
+
+
+def submitted_lanes(lanes: Sequence, limit: int = MAX_SUBMITTED_LANES) -> list:
+    """The scene ``lanes`` a TuSimple submission keeps: at most ``limit``, named sides before "other", the more
+    confident first within each side."""
+    from perception.frames import LANE_SIDES
+
+    order = {side: i for i, side in enumerate(LANE_SIDES)}
+    ranked = sorted(lanes, key=lambda lane: (order.get(lane.side, len(order)), -lane.confidence))
+    return ranked[:limit]
 
 
 def build_lane_predictor(
