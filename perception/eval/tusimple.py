@@ -39,7 +39,7 @@ from perception.data.tusimple import ABSENT, order_left_to_right, polyline_to_tu
 from perception.errors import ConfigError, OutputError
 from perception.eval.evaluate import EvalResult
 from perception.eval.lanes import MAX_RUN_TIME_MS, CulaneAccumulator, LaneAccumulator
-from perception.frames import Frame
+from perception.frames import LANE_SIDES, Frame
 from perception.progress import Progress
 
 PREDICTIONS_FILE = "tusimple_predictions.json"
@@ -88,8 +88,6 @@ MAX_SUBMITTED_LANES = 5
 def submitted_lanes(lanes: Sequence, limit: int = MAX_SUBMITTED_LANES) -> list:
     """The scene ``lanes`` a TuSimple submission keeps: at most ``limit``, named sides before "other", the more
     confident first within each side."""
-    from perception.frames import LANE_SIDES
-
     order = {side: i for i, side in enumerate(LANE_SIDES)}
     ranked = sorted(lanes, key=lambda lane: (order.get(lane.side, len(order)), -lane.confidence))
     return ranked[:limit]

@@ -146,6 +146,16 @@ def find_image_lines(seg: SegMap, letterbox: Letterbox, lane_class: int) -> list
     return lines_in_mask(mask, letterbox, min_steepness=MIN_STEEPNESS, max_flatness=0.0)
 
 
+def road_in_content(seg: SegMap, letterbox: Letterbox, road_classes: np.ndarray) -> np.ndarray:
+    """bool [h, w]: the road classes over the letterbox's content region (input pixels, padding cut)."""
+    return np.isin(letterbox.crop_content(seg.class_ids), road_classes)
+
+
+def boxes_in_content(letterbox: Letterbox, boxes_xyxy: np.ndarray) -> np.ndarray:
+    """float32 [N, 4]: boxes in frame pixels → pixels of the letterbox's content region (``crop_content``)."""
+    return letterbox.boxes_to_input(boxes_xyxy) - np.array([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)
+
+
 def find_road_edges(
     seg: SegMap, letterbox: Letterbox, road_classes: np.ndarray, objects_xyxy: np.ndarray | None = None
 ) -> list[ImageLine]:
@@ -154,14 +164,13 @@ def find_road_edges(
     pixels), edges that lean less than a road border seen from the road can (a car's side is near
     vertical, its bottom near horizontal), the frame's own border, and lines that do not come down into
     the bottom quarter of the frame (a road border runs towards the car)."""
-    road = np.isin(letterbox.crop_content(seg.class_ids), road_classes).astype(np.uint8)
+    road = road_in_content(seg, letterbox, road_classes).astype(np.uint8)
     border = cv2.morphologyEx(road, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     border[:, :2] = border[:, -2:] = 0
     border[-2:] = 0
     if objects_xyxy is not None and len(objects_xyxy):
         ch, cw = border.shape
-        boxes = letterbox.boxes_to_input(objects_xyxy) - np.array([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)
-        for x1, y1, x2, y2 in boxes:
+        for x1, y1, x2, y2 in boxes_in_content(letterbox, objects_xyxy):
             m = 0.1 * (x2 - x1) + 2  # the road's edge beside a car's wheels is the car's, too
             border[max(0, int(y1 - m)) : max(0, int(y2 + m)), max(0, int(x1 - m)) : max(0, int(x2 + m))] = 0
     fh = letterbox.frame_size[0]
@@ -258,26 +267,12 @@ def vanishing_row(lines: list[ImageLine], sides: list[str]) -> float | None:
     return y if y < min(left.y_range[0], right.y_range[0]) else None
 
 
-def polyline_px(
-    line: ImageLine,
-    frame_size: tuple[int, int],
-    to_bottom: bool = True,
-    up_to_row: float | None = None,
-    rows: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """float32 [K, 2] (x, y): the line sampled every ``ROW_STEP_PX`` rows (rows that are multiples of it),
-    kept where it is inside the frame (``frame_size`` (H, W)). From ``rows`` (top, bottom) when given
-    (``RoadExtent``), else from its top row (or ``up_to_row``, when higher: the line continued towards the
-    horizon) down to the frame's bottom (``to_bottom``: a line seen from the middle of the frame continues
-    towards the car) or its last seen row."""
-    h, w = frame_size
-    if rows is not None:
-        first, bottom = rows
-    else:
-        first = line.y_range[0] if up_to_row is None else min(line.y_range[0], up_to_row)
-        bottom = h - 1 if to_bottom else line.y_range[1]
-    top = math.ceil(first / ROW_STEP_PX) * ROW_STEP_PX
-    ys = np.arange(top, bottom + 1e-9, ROW_STEP_PX, dtype=np.float64)
+def polyline_px(line: ImageLine, frame_size: tuple[int, int], rows: tuple[float, float]) -> np.ndarray:
+    """float32 [K, 2] (x, y): the line sampled every ``ROW_STEP_PX`` rows (rows that are multiples of it)
+    between ``rows`` (top, bottom), kept where it is inside the frame (``frame_size`` (H, W))."""
+    w = frame_size[1]
+    top = math.ceil(rows[0] / ROW_STEP_PX) * ROW_STEP_PX
+    ys = np.arange(top, rows[1] + 1e-9, ROW_STEP_PX, dtype=np.float64)
     xs = line.x_at(ys)
     inside = (xs >= 0) & (xs <= w - 1)
     return np.column_stack([xs[inside], ys[inside]]).astype(np.float32)
@@ -303,10 +298,9 @@ class RoadExtent:
         objects_xyxy: np.ndarray | None = None,
     ):
         self.letterbox = letterbox
-        road = np.isin(letterbox.crop_content(seg.class_ids), road_classes)
+        road = road_in_content(seg, letterbox, road_classes)
         if objects_xyxy is not None and len(objects_xyxy):
-            pad = np.array([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)
-            for x1, y1, x2, y2 in letterbox.boxes_to_input(objects_xyxy) - pad:
+            for x1, y1, x2, y2 in boxes_in_content(letterbox, objects_xyxy):
                 road[max(0, int(y1)) : max(0, int(math.ceil(y2))), max(0, int(x1)) : max(0, int(math.ceil(x2)))] = True
         # a row's road pixels within the window of a column, as one lookup: a horizontal dilation
         k = 2 * ROAD_WINDOW_PX + 1
@@ -344,11 +338,7 @@ class RoadExtent:
         """(top, bottom) frame rows of ``line`` continued over the road."""
         h = frame_size[0]
         top_limit = max(0.0, horizon if horizon is not None else 0.0)
-        top = (
-            self._walk(line, line.y_range[0], -ROW_STEP_PX, top_limit)
-            if line.y_range[0] > top_limit
-            else line.y_range[0]
-        )
+        top = self._walk(line, line.y_range[0], -ROW_STEP_PX, top_limit)  # already above the limit: stays
         bottom = self._walk(line, line.y_range[1], ROW_STEP_PX, h - 1)
         return top, bottom
 
@@ -365,9 +355,10 @@ def image_lanes(
     up_to = None if horizon is None else horizon + HORIZON_MARGIN * frame_size[0]
     for line, side in sorted(zip(lines, sides, strict=True), key=lambda p: order[p[1]]):
         if road is not None:
-            points = polyline_px(line, frame_size, rows=road.rows(line, frame_size, up_to))
-        else:
-            points = polyline_px(line, frame_size, up_to_row=up_to)
+            rows = road.rows(line, frame_size, up_to)
+        else:  # up to the horizon when known, down to the frame's bottom (the line continues towards the car)
+            rows = (line.y_range[0] if up_to is None else min(line.y_range[0], up_to), frame_size[0] - 1)
+        points = polyline_px(line, frame_size, rows)
         out.append(
             Lane(
                 side=side,
