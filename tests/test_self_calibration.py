@@ -13,9 +13,16 @@ from road_scene import DRIVABLE, LANE, SEG_CLASSES, identity_letterbox, lane_lin
 
 from perception.camera_model import Mounting
 from perception.frames import Detections, FrameResult, SegMap
-from perception.fusion.image_lanes import find_image_lines, find_road_edges, image_lanes, name_image_lines
+from perception.fusion.dash_period import dash_period_on_ground
+from perception.fusion.image_lanes import (
+    RoadExtent,
+    find_image_lines,
+    find_road_edges,
+    image_lanes,
+    name_image_lines,
+)
 from perception.fusion.scene import SceneFuser
-from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration, dash_period_on_ground
+from perception.fusion.self_calibration import AutoCameraSettings, SelfCalibration
 from perception.sinks import SCHEMA_PATH, scene_json, scene_to_json
 
 H, W = 360, 640
@@ -41,12 +48,22 @@ def truth_x(cam, coeffs, rows):
     return np.interp(rows, uv[order, 1], uv[order, 0])
 
 
-def drive(cam, seconds, offset=lambda t: 0.25 * math.sin(t), dashed=(True, False), phase_speed=20.0, lines=None):
-    """Frames (seg, t) of driving along a straight two-line road at ``phase_speed`` m/s."""
+def drive(
+    cam,
+    seconds,
+    offset=lambda t: 0.25 * math.sin(t),
+    dashed=(True, False),
+    phase_speed=20.0,
+    lines=None,
+    x_range_m=(4.0, 60.0),
+):
+    """Frames (seg, t) of driving along a straight two-line road at ``phase_speed`` m/s, its paint seen
+    over ``x_range_m`` ahead."""
     for k in range(int(seconds * FPS)):
         t = k / FPS
         road_lines = lines if lines is not None else lane_lines(offset(t), width_m=3.6)
-        mask = render_road(cam, road_lines, dashed=list(dashed), dash_phase_m=(phase_speed * t) % 12.0)
+        phase = (phase_speed * t) % 12.0
+        mask = render_road(cam, road_lines, dashed=list(dashed), dash_phase_m=phase, x_range_m=x_range_m)
         yield seg_map(mask), t
 
 
@@ -140,18 +157,38 @@ def test_self_calibration_recovers_the_camera_from_driving(pitch, yaw, height, f
     assert first / FPS >= AutoCameraSettings().min_seconds
 
 
+@pytest.mark.parametrize("focal", [330.0, 560.0])
+def test_the_focal_length_comes_from_dashes_seen_only_near(focal):
+    """A wide lens or a coarse mask shows only the paint within 14 m, less than one 12 m period: the dashes
+    stitched over frames of driving still give the focal length."""
+    cam = camera(pitch=1.0, yaw=0.5, height=1.4, focal=focal)
+    cal = SelfCalibration()
+    for seg, t in drive(cam, 10.0, phase_speed=14.0, x_range_m=(4.0, 14.0)):
+        lines = find_image_lines(seg, LB, LANE)
+        cal.update(
+            lines, name_image_lines(lines, (H, W)), (H, W), t, find_road_edges(seg, LB, ROAD), RoadExtent(seg, LB, ROAD)
+        )
+    end = cal.state  # (few frames show enough of the left line for a vanishing point: it may still calibrate)
+    assert end.focal_source == "dashes"
+    # the dashed left line is read though it looks solid whenever one whole dash fills its view; the solid
+    # right line is not read at all
+    assert set(cal._strips) == {"ego_left"}
+    assert end.hfov_deg == pytest.approx(math.degrees(2 * math.atan(W / 2 / focal)), abs=1.0)
+
+
 def test_each_frames_dashes_are_read_once_when_unusable_frames_come_between(monkeypatch):
     """Frames without lines (occlusions, rain) between usable ones must not make the focal estimate count
-    the same dashes again at the next recomputation."""
+    the same dashes again at the next recomputation (only a new reading camera has the window read again)."""
     import perception.fusion.self_calibration as sc
+    from perception.fusion.dash_period import RoadPaint
 
     read = []
 
-    def counting(line, rows, cam):
-        read.append(id(line))
-        return np.array([1.0, -1.0, 1.0, -1.0])
+    def counting(line, rows, cam, **kwargs):
+        read.append((id(line), cam.K[0, 0], cam.mounting.height_m))  # the window keeps its lines alive
+        return RoadPaint(6.0, np.arange(60) % 48 < 12)
 
-    monkeypatch.setattr(sc, "dash_profile_on_ground", counting)
+    monkeypatch.setattr(sc, "dash_paint_on_ground", counting)
     cal = SelfCalibration()
     usable = 0
     for k, (seg, t) in enumerate(drive(camera(), 8.0)):
@@ -159,7 +196,9 @@ def test_each_frames_dashes_are_read_once_when_unusable_frames_come_between(monk
         cal.update(lines, name_image_lines(lines, (H, W)), (H, W), t)
         usable += bool(lines)
     assert usable >= 15 and len(read) == len(set(read)) > 0
-    assert cal._dashes.frames == len(read)
+    last_camera = read[-1][1:]
+    with_last = sum(r[1:] == last_camera for r in read)
+    assert cal._dashes.frames + sum(strip.frames for strip in cal._strips.values()) == with_last
 
 
 def test_a_focal_length_from_metadata_wins_over_the_dashes():

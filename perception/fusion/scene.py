@@ -224,15 +224,15 @@ class SceneFuser:
         """Lanes in the image (no camera, or one still calibrating), fed to the self-calibration."""
         seen = find_image_lines(result.seg, result.letterbox, self.lane_class)
         lines, sides, held = self.image_hold.update(seen, result.frame_size, result.timestamp_s)
+        road = RoadExtent(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
         if self.auto_camera is not None:
             # it measures only the lines this frame shows, named with the held ones in the order, so that a
             # dashed ego line in a gap does not hand its name (and a lane twice as wide) to the next line out
             edges = find_road_edges(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
             shown = [(ln, side) for ln, side, h in zip(lines, sides, held, strict=True) if not h]
             self.auto_camera.update(
-                [ln for ln, _ in shown], [side for _, side in shown], result.frame_size, result.timestamp_s, edges
+                [ln for ln, _ in shown], [side for _, side in shown], result.frame_size, result.timestamp_s, edges, road
             )
-        road = RoadExtent(result.seg, result.letterbox, self.road_classes, result.detections.boxes_xyxy)
         return image_lanes(lines, sides, result.frame_size, road)
 
     def check_frame_size(self, frame_size: tuple[int, int]) -> None:

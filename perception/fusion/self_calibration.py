@@ -5,8 +5,9 @@ lines. What it assumes (the priors) and how it measures:
 
 - intrinsics: a pinhole with the principal point at the image centre, no lens distortion; the focal length
   from the file's metadata when it has one, else from the lane dashes (their period on the road is a
-  prior: 12 m, the US 40 ft cycle; read from the autocorrelation of the paint along the road, pooled over
-  frames), else from a dashcam field-of-view prior (70 degrees horizontal);
+  prior: 12 m, the US 40 ft cycle; each line's paint stitched along the road over consecutive frames, and
+  the strips' autocorrelation pooled: ``perception.fusion.dash_period``), else from a dashcam field-of-view
+  prior (70 degrees horizontal);
 - pitch and yaw: from the median vanishing point over straight frames; a frame's vanishing point is where
   the near parts of its lines leaning left and right cross (lane paint, and the road's own borders where it
   has no edge paint); roll 0;
@@ -30,7 +31,8 @@ import numpy as np
 from perception.camera_metadata import FocalHint
 from perception.camera_model import CameraModel, Mounting
 from perception.frames import AutoCamera
-from perception.fusion.image_lanes import ImageLine
+from perception.fusion.dash_period import MAX_STRIP_M, DashAutocorrelation, DashStrip, dash_paint_on_ground
+from perception.fusion.image_lanes import ImageLine, RoadExtent
 from perception.fusion.vanishing_point import LaneLine, intersect, mad, pitch_yaw_deg
 
 
@@ -75,17 +77,14 @@ MIN_LEAN = 0.2
 WIDTH_ROWS = np.linspace(0.4, 1.0, 7)
 # Frames measuring the lane within this factor of the narrower quarter of frames measure the same lane.
 WIDTH_CLUSTER = 1.3
-# The dash pattern is read between these forward distances (nearer: hidden by the bonnet or cut by the
-# frame; farther: a dash is a few rows tall).
-DASH_RANGE_M = (6.0, 36.0)
-DASH_BIN_M = 0.25
 # Lines whose dashes are read: the ego lane's and its neighbours' (farther out, the names are guesses).
 DASH_SIDES = ("ego_left", "ego_right", "next_left", "next_right")
-MIN_DASH_VIEW_M = 10.0  # road length a frame must show for its dashes to count
-# Periods searched, in metres as the camera the dashes are read with reads them: the 9..15 m patterns
-# roads use, through a focal length x height from half to twice the true one.
-DASH_LAGS_M = (4.0, 30.0)
-DASH_REREAD = 0.02  # the change of focal length x height that has the dashes read again
+# A side's line is taken for solid when it was solid in this share of its last frames (see _solid).
+SOLID_FRAMES, SOLID_SHARE = 20, 0.8
+DASH_REREAD = 0.02  # the change of focal length x height that has the dashes read again ...
+# ... or of the focal length alone: with the camera pitched, a camera of the right product but another focal
+# length reads near and far distances in different proportions
+DASH_REREAD_FOCAL = 0.05
 RECOMPUTE_EVERY = 10  # frames between recomputations of the height and focal length (medians over the window)
 
 
@@ -94,8 +93,16 @@ class _Frame:
     t: float
     vp: tuple[float, float]
     ego: tuple[LaneLine, LaneLine] | None  # the ego lane's two lines (their near chords) when both were seen
-    dashes: list[ImageLine]  # dashed ego lines
-    dashes_read: bool = False  # their period went into the focal estimate (each frame counts once)
+
+
+@dataclass
+class _DashFrame:
+    """A frame's lines whose dashes are read, usable for the vanishing point or not (a frame that shows only
+    the nearest dash of one line still tells how far the car drove)."""
+
+    t: float
+    lines: dict[str, tuple[ImageLine, float]]  # by side (the ego lane's and its neighbours'): line, bottom row
+    read: bool = False  # its paint went into the focal estimate (each frame counts once per reading camera)
 
 
 def _weighted_median(values: list[float], weights: list[float]) -> float:
@@ -127,6 +134,7 @@ class SelfCalibration:
 
     def reset(self) -> None:
         self._frames: deque[_Frame] = deque(maxlen=self.settings.window_frames)
+        self._dash_frames: deque[_DashFrame] = deque(maxlen=self.settings.window_frames)
         self._frame_size: tuple[int, int] | None = None
         self._first_t: float | None = None
         self._since_recompute = RECOMPUTE_EVERY
@@ -134,6 +142,8 @@ class SelfCalibration:
         self._focal_ref: float | None = None  # the focal length without dashes (given, metadata or prior)
         self._focal_source = "prior"
         self._dashes = DashAutocorrelation()
+        self._strips: dict[str, DashStrip] = {}  # per side, the strip of road being stitched
+        self._styles: dict[str, deque[bool]] = {}  # per side, whether its line was solid in recent frames
         self._dash_camera: CameraModel | None = None  # the camera the pooled dashes were read with
         self._height: float | None = None
         self._height_source = "prior"
@@ -149,14 +159,22 @@ class SelfCalibration:
         frame_size: tuple[int, int],
         timestamp_s: float,
         road_edges: list[ImageLine] = (),
+        road: RoadExtent | None = None,
     ) -> None:
         """Fold in one frame's paint lines (``sides``: their names, row-aligned) and the road's borders;
-        ``frame_size`` (H, W)."""
+        ``frame_size`` (H, W). ``road``: how far each line runs over the road (the rows down to where it
+        ends are seen, paint or not)."""
         if frame_size != self._frame_size:
             self.reset()
             self._frame_size = frame_size
             self._focal = self._focal_ref = self._initial_focal(frame_size[1])
         frame = self._usable(lines, sides, list(road_edges), frame_size, timestamp_s)
+        dashes = {}
+        for side, ln in zip(sides, lines, strict=True):
+            if side in DASH_SIDES and len(ln.painted_rows) and not self._solid(side, ln):
+                dashes[side] = (ln, road.rows(ln, frame_size)[1] if road is not None else ln.y_range[1])
+        if dashes:
+            self._dash_frames.append(_DashFrame(timestamp_s, dashes))
         if frame is not None:
             if self._first_t is None:
                 self._first_t = timestamp_s
@@ -164,6 +182,14 @@ class SelfCalibration:
         self._since_recompute += 1
         if self._since_recompute >= RECOMPUTE_EVERY and len(self._frames) >= 5:
             self._recompute()
+
+    def _solid(self, side: str, line: ImageLine) -> bool:
+        """Whether the line on ``side`` is a solid one (this frame's line counted in): solid in most of its
+        recent frames. One frame's style does not tell: where only the nearest dash is in view (a wide lens,
+        a coarse mask) a dashed line looks solid in the frames that show one whole dash."""
+        styles = self._styles.setdefault(side, deque(maxlen=SOLID_FRAMES))
+        styles.append(line.style == "solid")
+        return sum(styles) >= SOLID_SHARE * len(styles)
 
     def _initial_focal(self, width: int) -> float:
         if self.settings.known_hfov_deg is not None:
@@ -205,10 +231,7 @@ class SelfCalibration:
             lc, rc = LaneLine(*left.straight_part()), LaneLine(*right.straight_part())
             if lc.slope < 0 < rc.slope:
                 ego = (lc, rc)
-        dashes = [
-            ln for side, ln in named.items() if side in DASH_SIDES and ln.style != "solid" and len(ln.painted_rows)
-        ]
-        return _Frame(t, vp, ego, dashes)
+        return _Frame(t, vp, ego)
 
     # -- the estimate
 
@@ -254,7 +277,10 @@ class SelfCalibration:
             self._height_source = "prior"
         if self._focal_source in ("prior", "dashes") and self.settings.dash_period_m is not None:
             self._measure_dashes(vp)
-            period = self._dashes.period_m() if self._dashes.frames >= self.settings.min_dash_frames else None
+            pooled = self._dashes.copy()  # with the strips still growing
+            for strip in self._strips.values():
+                _pool(pooled, strip)
+            period = pooled.period_m() if pooled.frames >= self.settings.min_dash_frames else None
             if period is not None:
                 # ground lengths grow with focal length x height: the product that reads the prior period
                 read_with = self._dash_camera.K[0, 0] * self._dash_camera.mounting.height_m
@@ -270,30 +296,41 @@ class SelfCalibration:
                 self.revision += 1
 
     def _measure_dashes(self, vp: tuple[float, float]) -> None:
-        """Each new frame's dashed lines into the pooled autocorrelation, read on the ground with one
-        camera. When the dashes' own estimate of focal length x height has moved by more than
-        ``DASH_REREAD`` from that camera's, the pool starts again and every frame in the window is read
-        with the estimate: ground distances scale with that product only near a level camera, so mixing
+        """Each new frame's dashed lines onto their strips of road (``DashStrip``: stitched over consecutive
+        frames, one per side), read on the ground with one camera; a strip that cannot be continued goes
+        into the pooled autocorrelation. When the dashes' own estimate of focal length x height has moved by
+        more than ``DASH_REREAD`` from that camera's, the pool starts again and every frame in the window is
+        read with the estimate: ground distances scale with that product only near a level camera, so mixing
         readings would blur the peak and bias it. (Without a dash estimate the pool keeps its camera, so a
         peak that comes and goes does not have the window read again and again.)"""
         height = self._height or self.settings.height_m
         cam = self._dash_camera
         if cam is None or (
             self._focal_source == "dashes"
-            and abs(self._focal * height / (cam.K[0, 0] * cam.mounting.height_m) - 1) > DASH_REREAD
+            and (
+                abs(self._focal * height / (cam.K[0, 0] * cam.mounting.height_m) - 1) > DASH_REREAD
+                or abs(self._focal / cam.K[0, 0] - 1) > DASH_REREAD_FOCAL
+            )
         ):
             self._dash_camera = self._trial_camera(self._focal, vp, height)
             self._dashes = DashAutocorrelation()
-            for f in self._frames:
-                f.dashes_read = False
-        for f in self._frames:
-            if f.dashes_read:
+            self._strips = {}
+            for f in self._dash_frames:
+                f.read = False
+        for f in self._dash_frames:
+            if f.read:
                 continue
-            f.dashes_read = True
-            for line in f.dashes:
-                signal = dash_profile_on_ground(line, line.painted_rows, self._dash_camera)
-                if signal is not None:
-                    self._dashes.add(signal)
+            f.read = True
+            for side, (line, bottom) in f.lines.items():
+                paint = dash_paint_on_ground(line, line.painted_rows, self._dash_camera, bottom_row=bottom)
+                if paint is None:
+                    continue
+                strip = self._strips.get(side)
+                if strip is not None and strip.length_m < MAX_STRIP_M and strip.extend(paint, f.t):
+                    continue
+                if strip is not None:
+                    _pool(self._dashes, strip)
+                self._strips[side] = DashStrip(paint, f.t)
 
     def _spread_deg(self) -> float:
         vps = np.array([f.vp for f in self._frames])
@@ -358,96 +395,8 @@ def _moved(a: CameraModel, b: CameraModel) -> bool:
     )
 
 
-def dash_profile_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> np.ndarray | None:
-    """A dashed line's paint along the road: presence in ``DASH_BIN_M`` bins of forward distance, mean
-    removed, over the part of ``DASH_RANGE_M`` in view (``rows``: its painted rows; distances read with
-    ``camera``). None when less than ``MIN_DASH_VIEW_M`` of road is in view or
-    the paint does not alternate (painted on under 5 % or over 80 % of it)."""
-    rows = np.unique(np.asarray(rows, np.int64))
-    if len(rows) < 4:
-        return None
-    lo, hi = DASH_RANGE_M
-    # A row covers the road between the ground points of its upper and lower edges; far rows cover metres,
-    # so each painted row marks its whole footprint (its centre alone would bunch the far paint up).
-    first, last = int(line.y_range[0]), int(line.y_range[1])
-    top, bottom = min(first, int(rows[0])), max(last, int(rows[-1]))
-    edges = np.arange(top, bottom + 2) - 0.5  # edge k is the upper edge of row top + k
-    x_edges = camera.image_to_ground(np.stack([line.x_at(edges), edges], 1))[:, 0]
-    seen = x_edges[first - top : last - top + 2]
-    seen = seen[np.isfinite(seen) & (seen > 0)]
-    if len(seen) < 5:
-        return None
-    seen_lo, seen_hi = max(lo, float(seen.min())), min(hi, float(seen.max()))
-    if seen_hi - seen_lo < MIN_DASH_VIEW_M:
-        return None
-    far, near = x_edges[rows - top], x_edges[rows - top + 1]
-    ok = np.isfinite(far) & np.isfinite(near) & (near > 0)
-    near, far = np.clip(near[ok], seen_lo, seen_hi), np.clip(far[ok], seen_lo, seen_hi)
-    n_bins = int((seen_hi - seen_lo) / DASH_BIN_M)
-    keep = far > near
-    start = np.floor((near[keep] - seen_lo) / DASH_BIN_M).astype(np.int64)
-    stop = np.ceil((far[keep] - seen_lo) / DASH_BIN_M).astype(np.int64)
-    cover = np.zeros(n_bins + 1, np.int64)
-    np.add.at(cover, np.clip(start, 0, n_bins), 1)
-    np.add.at(cover, np.clip(stop, 0, n_bins), -1)
-    painted = np.cumsum(cover)[:n_bins] > 0
-    signal = painted.astype(np.float64)
-    if not 0.05 < signal.mean() < 0.8:
-        return None
-    return signal - signal.mean()
-
-
-class DashAutocorrelation:
-    """The dash pattern's autocorrelation pooled over frames.
-
-    Between frames the dashes move along the road (the car drives) but their period does not, so the
-    frames' autocorrelations add up to a clear peak at the period even when each frame sees little more
-    than one dash and one gap, where a per-frame peak would be noise. ``add`` takes one frame's profile
-    (``dash_profile_on_ground``); ``period_m`` is the first peak at ``DASH_LAGS_M`` or beyond.
-    """
-
-    def __init__(self):
-        self.lags = np.arange(round(DASH_LAGS_M[0] / DASH_BIN_M), round(DASH_LAGS_M[1] / DASH_BIN_M) + 1)
-        self._products = np.zeros(len(self.lags))  # sum over frames of signal[i] * signal[i + lag]
-        self._pairs = np.zeros(len(self.lags))  # how many such products
-        self._energy = 0.0  # sum of signal^2
-        self._bins = 0
-        self.frames = 0
-
-    def add(self, signal: np.ndarray) -> None:
-        n = len(signal)
-        products = np.correlate(signal, signal, "full")[n - 1 :]  # lag 0 .. n - 1
-        inside = self.lags < n
-        self._products[inside] += products[self.lags[inside]]
-        self._pairs[inside] += n - self.lags[inside]
-        self._energy += float(signal @ signal)
-        self._bins += n
-        self.frames += 1
-
-    def period_m(self, min_peak: float = 0.3) -> float | None:
-        """The period (m) where the pooled autocorrelation first peaks at ``min_peak`` or more; None when
-        it does not (no repeating pattern, or too little road seen to cover a period)."""
-        if self._energy <= 0:
-            return None
-        # a lag needs at least a period's worth of products to count
-        ok = self._pairs >= self.lags
-        ac = np.where(ok, self._products / np.maximum(self._pairs, 1) / (self._energy / self._bins), np.nan)
-        for j in range(1, len(ac) - 1):
-            a, b, c = ac[j - 1], ac[j], ac[j + 1]
-            if np.isnan([a, b, c]).any() or b < min_peak or b < a or b < c:
-                continue
-            # parabolic interpolation around the peak
-            shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
-            return float((self.lags[j] + shift) * DASH_BIN_M)
-        return None
-
-
-def dash_period_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> float | None:
-    """Period (m) of one frame's dashed line along the road, read with ``camera``; None when its pattern
-    does not repeat clearly in view."""
-    signal = dash_profile_on_ground(line, rows, camera)
-    if signal is None:
-        return None
-    one = DashAutocorrelation()
-    one.add(signal)
-    return one.period_m()
+def _pool(pool: DashAutocorrelation, strip: DashStrip) -> None:
+    """A strip's paint into the pooled autocorrelation (a strip that does not alternate adds nothing)."""
+    signal = strip.signal()
+    if signal is not None:
+        pool.add(*signal, frames=strip.frames)
