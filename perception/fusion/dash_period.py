@@ -14,6 +14,7 @@ autocorrelations; its first strong peak is the period.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,7 +224,7 @@ class DashStrip:
         return True
 
     def _speed(self) -> float | None:
-        return float(np.median(self._speeds[-SPEED_SAMPLES:])) if self._speeds else None
+        return statistics.median(self._speeds[-SPEED_SAMPLES:]) if self._speeds else None
 
     def _vote(self, paint: RoadPaint, t: float, driven: float) -> None:
         first = int(round((driven + paint.start_m) / DASH_BIN_M))
@@ -282,13 +283,18 @@ class DashAutocorrelation:
     def add(self, signal: np.ndarray, seen: np.ndarray | None = None, frames: int = 1) -> None:
         n = len(signal)
         seen = np.ones(n) if seen is None else seen.astype(np.float64)
-        inside = self.lags < n
-        lags = self.lags[inside]
-        self._products[inside] += np.correlate(signal, signal, "full")[n - 1 :][lags]  # lag 0 .. n - 1
-        self._pairs[inside] += np.correlate(seen, seen, "full")[n - 1 :][lags]
         power = signal * signal
-        self._energy_first[inside] += np.correlate(seen, power, "full")[n - 1 :][lags]  # sum power[i] seen[i+lag]
-        self._energy_second[inside] += np.correlate(power, seen, "full")[n - 1 :][lags]  # sum seen[i] power[i+lag]
+        first = np.stack([signal, seen, power, seen])  # the bin i of each sum ...
+        second = np.stack([signal, seen, seen, power])  # ... and the bin i + lag
+        for k, lag in enumerate(self.lags):
+            if lag >= n:
+                break
+            # products, pairs, power of the first bins, power of the second bins
+            sums = np.einsum("ij,ij->i", first[:, : n - lag], second[:, lag:])
+            self._products[k] += sums[0]
+            self._pairs[k] += sums[1]
+            self._energy_first[k] += sums[2]
+            self._energy_second[k] += sums[3]
         self.frames += frames
 
     def period_m(self, min_peak: float = 0.3) -> float | None:
