@@ -138,16 +138,6 @@ def _alternates(painted: np.ndarray) -> bool:
     return 0.05 < float(painted.mean()) < 0.8
 
 
-def dash_profile_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> np.ndarray | None:
-    """One frame's paint along the road (``dash_paint_on_ground``), mean removed; None when less than
-    ``MIN_DASH_VIEW_M`` of road is in view or the paint does not alternate."""
-    paint = dash_paint_on_ground(line, rows, camera, MIN_DASH_VIEW_M)
-    if paint is None or not _alternates(paint.painted):
-        return None
-    signal = paint.painted.astype(np.float64)
-    return signal - signal.mean()
-
-
 def paint_shift(before: RoadPaint, after: RoadPaint, lo: float, hi: float) -> float | None:
     """How far the road moved towards the car between two frames' paint (m, in ``[lo, hi]``), from the dash
     ends of ``before`` that pair up with ends of the same kind in ``after``; None when none does.
@@ -297,6 +287,12 @@ class DashAutocorrelation:
             self._energy_second[k] += sums[3]
         self.frames += frames
 
+    def add_strip(self, strip: DashStrip) -> None:
+        """A strip's paint (``DashStrip.signal``); a strip that does not alternate adds nothing."""
+        signal = strip.signal()
+        if signal is not None:
+            self.add(*signal, frames=strip.frames)
+
     def period_m(self, min_peak: float = 0.3) -> float | None:
         """The period (m): the shortest lag where the pooled autocorrelation peaks at half the highest peak
         or more (and ``MIN_FUNDAMENTAL``), when the highest is at ``min_peak`` or more; None when none is
@@ -314,9 +310,10 @@ class DashAutocorrelation:
             for j in range(1, len(ac) - 1)
             if not np.isnan(ac[j - 1 : j + 2]).any() and ac[j - 1] <= ac[j] >= ac[j + 1] and ac[j] > 0
         ]
-        if not peaks or max(ac[j] for j in peaks) < min_peak:
+        highest = max((ac[j] for j in peaks), default=-np.inf)
+        if highest < min_peak:
             return None
-        floor = max(MIN_FUNDAMENTAL, 0.5 * max(ac[j] for j in peaks))
+        floor = max(MIN_FUNDAMENTAL, 0.5 * highest)
         j = next(j for j in peaks if ac[j] >= floor)
         a, b, c = ac[j - 1], ac[j], ac[j + 1]
         # parabolic interpolation around the peak
@@ -325,11 +322,12 @@ class DashAutocorrelation:
 
 
 def dash_period_on_ground(line: ImageLine, rows: np.ndarray, camera: CameraModel) -> float | None:
-    """Period (m) of one frame's dashed line along the road, read with ``camera``; None when its pattern
-    does not repeat clearly in view."""
-    signal = dash_profile_on_ground(line, rows, camera)
-    if signal is None:
+    """Period (m) of one frame's dashed line along the road, read with ``camera``; None when less than
+    ``MIN_DASH_VIEW_M`` of road is in view or its pattern does not repeat clearly there."""
+    paint = dash_paint_on_ground(line, rows, camera, MIN_DASH_VIEW_M)
+    if paint is None or not _alternates(paint.painted):
         return None
+    signal = paint.painted.astype(np.float64)
     one = DashAutocorrelation()
-    one.add(signal)
+    one.add(signal - signal.mean())
     return one.period_m()

@@ -279,7 +279,7 @@ class SelfCalibration:
             self._measure_dashes(vp)
             pooled = self._dashes.copy()  # with the strips still growing
             for strip in self._strips.values():
-                _pool(pooled, strip)
+                pooled.add_strip(strip)
             period = pooled.period_m() if pooled.frames >= self.settings.min_dash_frames else None
             if period is not None:
                 # ground lengths grow with focal length x height: the product that reads the prior period
@@ -329,7 +329,7 @@ class SelfCalibration:
                 if strip is not None and strip.length_m < MAX_STRIP_M and strip.extend(paint, f.t):
                     continue
                 if strip is not None:
-                    _pool(self._dashes, strip)
+                    self._dashes.add_strip(strip)
                 self._strips[side] = DashStrip(paint, f.t)
 
     def _spread_deg(self) -> float:
@@ -393,10 +393,3 @@ def _moved(a: CameraModel, b: CameraModel) -> bool:
         or abs(ma.height_m - mb.height_m) > 0.01 * ma.height_m
         or abs(a.K[0, 0] - b.K[0, 0]) > 0.01 * a.K[0, 0]
     )
-
-
-def _pool(pool: DashAutocorrelation, strip: DashStrip) -> None:
-    """A strip's paint into the pooled autocorrelation (a strip that does not alternate adds nothing)."""
-    signal = strip.signal()
-    if signal is not None:
-        pool.add(*signal, frames=strip.frames)
